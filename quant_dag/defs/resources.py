@@ -1,0 +1,27 @@
+"""The one resource the assets share: where the project lives and how steps run there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from quant_dag.catalog.load import Catalog, load_catalog
+from quant_dag.home import ProjectHome, ResourceProfile, load_profile
+
+
+class QuantDag(dg.ConfigurableResource):
+    """Project home, catalog and resource profile (resources/<profile>.yaml)."""
+
+    home: str
+    catalog: str
+    profile: str = "local-cpu"
+
+    def paths(self) -> ProjectHome:
+        return ProjectHome(Path(self.home))
+
+    def run_profile(self) -> ResourceProfile:
+        return load_profile(self.profile)
+
+    def load(self) -> Catalog:
+        return load_catalog(self.catalog)

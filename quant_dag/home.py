@@ -1,0 +1,72 @@
+"""Where things live: the catalog, the resource profile and the project home; every artifact path derives from an asset key."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def catalog_dir() -> Path:
+    return Path(os.environ.get("QUANT_DAG_CATALOG", REPO / "assets")).resolve()
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("QUANT_DAG_HOME", REPO / ".quant-dag")).resolve()
+
+
+@dataclass(frozen=True)
+class ProjectHome:
+    root: Path
+
+    def checkpoint_dir(self, model: str) -> Path:
+        return self.root / "checkpoints" / model
+
+    def quantized_dir(self, model: str, variant: str) -> Path:
+        return self.root / "quantized" / model / variant
+
+    def artifacts(self, key: Sequence[str]) -> Path:
+        """Reports, logs and tables that belong to one asset (kept outside the checkpoint itself)."""
+        return self.root.joinpath("artifacts", *key)
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster"
+
+
+class QuantizeProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device: str = "cpu"  # AutoRound device_map: cpu, cuda, auto, or 0,1
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ResourceProfile(BaseModel):
+    """What `resources/<name>.yaml` holds: where and how steps run."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    quantize: QuantizeProfile = Field(default_factory=QuantizeProfile)
+
+
+def resources_dir() -> Path:
+    return Path(os.environ.get("QUANT_DAG_RESOURCES", REPO / "resources")).resolve()
+
+
+def load_profile(name: str | None = None) -> ResourceProfile:
+    name = name or os.environ.get("QUANT_DAG_PROFILE", "local-cpu")
+    path = resources_dir() / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in resources_dir().glob("*.yaml")))
+        raise ValueError(f"{path}: resource profile {name!r} not found (known: {known})")
+    try:
+        return ResourceProfile.model_validate({"name": name, **(yaml.safe_load(path.read_text()) or {})})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{path}: profile {name!r}: {problems}") from None

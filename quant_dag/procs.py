@@ -1,0 +1,180 @@
+"""Subprocesses with structured output, and atomic directory writes.
+
+Heavy work (torch, AutoRound, vLLM) runs in child processes so the Dagster code location stays light.
+A child prints ordinary log lines plus event lines `@@quant-dag {json}`; the parent streams the logs
+and collects the events. Children die with their parent (PR_SET_PDEATHSIG) and are killed as a
+process group on any exit path of the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EVENT_PREFIX = "@@quant-dag "
+
+
+def emit(event: str, **fields: object) -> None:
+    """Print one structured event for the parent process (child side)."""
+    print(EVENT_PREFIX + json.dumps({"event": event, **fields}, default=str), flush=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: Path) -> Iterator[Path]:
+    """Yield a temp folder beside `dest`; rename it to `dest` only if the block succeeds.
+
+    A killed run leaves a `.tmp-*` folder, never something at `dest` that looks complete.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(dest)
+    tmp = dest.parent / f".tmp-{dest.name}-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if dest.exists():
+            old = dest.parent / f".old-{dest.name}-{time.time_ns()}"
+            dest.rename(old)
+        tmp.rename(dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(dest: Path) -> None:
+    """Temp folders that a killed run left beside `dest` (their writer is gone)."""
+    prefix = f".tmp-{dest.name}-"
+    for tmp in dest.parent.glob(prefix + "*"):
+        pid = tmp.name[len(prefix) :].split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the parent dies, even by kill -9 (Linux only)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class ChildResult:
+    returncode: int
+    events: list[dict] = field(default_factory=list)
+    tail: list[str] = field(default_factory=list)  # last log lines, for error messages
+    wall_s: float = 0.0
+    peak_rss_bytes: int = 0
+
+    def last(self, event: str) -> dict | None:
+        return next((e for e in reversed(self.events) if e.get("event") == event), None)
+
+
+class ChildFailed(RuntimeError):
+    def __init__(self, what: str, result: ChildResult):
+        self.result = result
+        tail = "\n".join(result.tail[-25:])
+        super().__init__(f"{what} failed with exit status {result.returncode}; last output:\n{tail}")
+
+
+def python_module(module: str, *args: str, python: str | None = None) -> list[str]:
+    return [python or sys.executable, "-u", "-m", module, *args]
+
+
+def run_child(
+    cmd: list[str],
+    *,
+    on_log: Callable[[str], None] = lambda line: None,
+    on_event: Callable[[dict], None] = lambda ev: None,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    what: str = "subprocess",
+    tail_lines: int = 200,
+) -> ChildResult:
+    """Run `cmd`, stream its output line by line, and return its events; raise ChildFailed on failure."""
+    full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        bufsize=1,
+        env=full_env,
+        cwd=cwd,
+        start_new_session=True,  # its own process group, so we can kill what it spawned too
+        preexec_fn=_die_with_parent,
+    )
+    result = ChildResult(returncode=-1)
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            if line.startswith(EVENT_PREFIX):
+                try:
+                    event = json.loads(line[len(EVENT_PREFIX) :])
+                except json.JSONDecodeError:
+                    event = None
+                if event is not None:
+                    result.events.append(event)
+                    on_event(event)
+                    continue
+            result.tail.append(line)
+            del result.tail[:-tail_lines]
+            on_log(line)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = result.returncode = os.waitstatus_to_exitcode(status)
+        result.peak_rss_bytes = usage.ru_maxrss * 1024  # Linux reports KiB
+    finally:
+        kill_group(proc)
+        result.wall_s = time.monotonic() - start
+    if result.returncode != 0:
+        raise ChildFailed(what, result)
+    return result
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the child's process group, then SIGKILL whatever is left after a grace period."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    if proc.returncode is None:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=5)

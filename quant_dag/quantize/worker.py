@@ -1,0 +1,92 @@
+"""Run one AutoRound quantization (child process: imports torch and AutoRound).
+
+    python -m quant_dag.quantize.worker SPEC.json
+
+SPEC holds the base checkpoint path, the output folder and the resolved recipe. The quantized
+checkpoint is written atomically to the output folder; progress arrives as `@@quant-dag` events.
+One model per process: AutoRound leaves state behind that corrupts a second model (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from quant_dag.procs import atomic_dir, emit
+
+
+def autoround_kwargs(recipe: dict, base: str, calibration: str, device: str) -> dict:
+    """Map a resolved catalog recipe onto AutoRound's constructor arguments."""
+    kwargs: dict = dict(
+        model=base,
+        scheme=recipe["scheme"],
+        iters=recipe["iters"],
+        nsamples=recipe["nsamples"],
+        seqlen=recipe["seqlen"],
+        batch_size=recipe["batch_size"],
+        dataset=calibration,
+        enable_torch_compile=recipe["torch_compile"],
+        low_gpu_mem_usage=recipe["low_gpu_mem_usage"],
+        seed=recipe["seed"],
+        disable_opt_rtn=recipe["disable_opt_rtn"],
+        group_size=recipe["group_size"],
+        device_map=device,
+    )
+    if recipe.get("lr") is not None:
+        kwargs["lr"] = recipe["lr"]
+    if recipe.get("sym") is not None:
+        kwargs["sym"] = recipe["sym"]
+    if recipe["ignore_layers"]:
+        kwargs["ignore_layers"] = ",".join(recipe["ignore_layers"])
+    return kwargs
+
+
+class _ProgressHandler(logging.Handler):
+    """Turns AutoRound's per-block log lines into progress events."""
+
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: A003 - logging API
+        msg = record.getMessage()
+        if "quantiz" in msg.lower() and "model.layers" in msg:
+            emit("progress", message=msg[:200])
+
+
+def quantize(spec: dict) -> dict:
+    from auto_round import AutoRound  # heavy import, child only
+    from auto_round import __version__ as ar_version
+
+    recipe = spec["recipe"]
+    out = Path(spec["output"])
+    logging.getLogger("autoround").addHandler(_ProgressHandler())
+    kwargs = autoround_kwargs(recipe, spec["base"], spec["calibration"], spec.get("device", "cpu"))
+    emit("progress", step="start", autoround=ar_version, kwargs={k: v for k, v in kwargs.items() if k != "model"})
+    t0 = time.monotonic()
+    with atomic_dir(out) as tmp:
+        work = tmp / "autoround-out"
+        ar = AutoRound(**kwargs)
+        ar.quantize_and_save(str(work), format=recipe["format"])
+        # AutoRound writes into a subfolder named after the model and scheme (e.g. <model>-w4g128)
+        configs = sorted(work.rglob("config.json"))
+        if not configs:
+            raise RuntimeError(f"AutoRound wrote no config.json under {work}")
+        produced = configs[0].parent
+        for item in produced.iterdir():
+            shutil.move(str(item), tmp / item.name)
+        shutil.rmtree(work)
+        info = {
+            "autoround_version": ar_version,
+            "autoround_kwargs": {k: v for k, v in kwargs.items() if k != "model"},
+            "quantize_seconds": round(time.monotonic() - t0, 2),
+        }
+        (tmp / "quant_dag_quantize.json").write_text(json.dumps(info, indent=2, default=str))
+    return info
+
+
+if __name__ == "__main__":  # the guard matters: AutoRound's RTN path spawns processes
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    result = quantize(json.loads(Path(sys.argv[1]).read_text()))
+    emit("done", **result)

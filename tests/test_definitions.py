@@ -1,0 +1,113 @@
+"""The Dagster graph: keys, groups, code versions, and a light code location."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from quant_dag.definitions import build_definitions
+from quant_dag.home import REPO
+
+ASSETS = REPO / "assets"
+
+
+def specs(catalog: Path = ASSETS) -> dict[str, dg.AssetSpec]:
+    defs = build_definitions(catalog=catalog, home=Path("/nonexistent-home"))
+    return {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+
+
+def test_demo_study_keys_groups_and_kinds():
+    s = specs()
+    demo = {
+        "checkpoint/smollm2-135m",
+        "checkpoint/tiny-qwen3.5",
+        "quantized/smollm2-135m/w4a16-rtn-g32",
+        "quantized/smollm2-135m/w4a16-light-g32",
+        "quantized/smollm2-135m/w8a16-rtn-g64",
+        "quantized/tiny-qwen3.5/w4a16-rtn-g32",
+        "quantized/tiny-qwen3.5/w4a16-rtn-g32-keep-linear-attn",
+    }
+    assert demo <= set(s)
+    # the seed study is in the graph too, third-party releases included
+    assert {"checkpoint/qwen3.5-35b-a3b", "quantized/qwen3.5-27b/official-fp8-27b", "quantized/qwen3.5-9b/nvfp4"} <= set(s)
+    for key, spec in s.items():
+        assert spec.description, key
+        assert spec.group_name == ("checkpoints" if key.startswith("checkpoint/") else "quantized"), key
+        assert spec.kinds, key
+        assert spec.code_version, key
+    q = s["quantized/tiny-qwen3.5/w4a16-rtn-g32"]
+    assert [d.asset_key.to_user_string() for d in q.deps] == ["checkpoint/tiny-qwen3.5"]
+    assert {"autoround", "auto_round"} <= set(q.kinds)
+    tp = s["quantized/qwen3.5-27b/official-fp8-27b"]
+    assert [d.asset_key.to_user_string() for d in tp.deps] == ["checkpoint/qwen3.5-27b"]
+
+
+def test_every_quantized_variant_has_blocking_checks():
+    defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"))
+    checks = {(c.asset_key.to_user_string(), c.name): c for d in defs.asset_checks for c in d.check_specs}
+    quantized = [k for k in specs() if k.startswith("quantized/")]
+    for key in quantized:
+        for name in ("config_agrees_with_tensors", "size_matches_scheme"):
+            assert checks[(key, name)].blocking, (key, name)
+
+
+def test_one_recipe_edit_changes_exactly_its_code_versions(tmp_path):
+    before = {k: s.code_version for k, s in specs().items()}
+    edited = tmp_path / "assets"
+    shutil.copytree(ASSETS, edited)
+    text = (edited / "demo.yaml").read_text()
+    (edited / "demo.yaml").write_text(text.replace("    iters: 20\n", "    iters: 25\n", 1))
+    after = {k: s.code_version for k, s in specs(edited).items()}
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"quantized/smollm2-135m/w4a16-light-g32"}
+
+
+def test_code_version_covers_calibration_bytes_and_autoround_version(tmp_path):
+    edited = tmp_path / "assets"
+    shutil.copytree(ASSETS, edited)
+    calib = edited / "calib.jsonl"
+    calib.write_text('{"text": "one"}\n')
+    text = (edited / "demo.yaml").read_text().replace("builtin:calibration-en", "calib.jsonl")
+    (edited / "demo.yaml").write_text(text)
+    first = specs(edited)["quantized/smollm2-135m/w8a16-rtn-g64"].code_version
+    calib.write_text('{"text": "two"}\n')
+    second = specs(edited)["quantized/smollm2-135m/w8a16-rtn-g64"].code_version
+    assert first != second
+    from importlib.metadata import version
+
+    assert first.endswith(f"-autoround{version('auto-round')}")
+
+
+def test_study_jobs_select_their_assets():
+    defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"))
+    job = defs.resolve_job_def("study_demo")
+    keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert "quantized/tiny-qwen3.5/w4a16-rtn-g32-keep-linear-attn" in keys
+    assert not any(k.startswith("quantized/qwen3.5") for k in keys)
+
+
+def test_code_location_imports_no_heavy_library():
+    code = (
+        "import sys, quant_dag.definitions as d; "
+        "print(','.join(m for m in ('torch', 'vllm', 'auto_round', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == ""
+
+
+def test_dagster_definitions_validate_is_fast(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    start = time.monotonic()
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert elapsed < 5, f"dagster definitions validate took {elapsed:.1f} s"
