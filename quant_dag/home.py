@@ -43,6 +43,7 @@ class ProjectHome:
 class QuantizeProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device: str = "cpu"  # AutoRound device_map: cpu, cuda, auto, or 0,1
+    gpus: int = Field(default=1, ge=1)  # leased per quantize step when device is not cpu
     env: dict[str, str] = Field(default_factory=dict)
 
 

@@ -169,3 +169,15 @@ def test_four_bit_checkpoint_nearly_fp8_sized_is_flagged_with_its_families(tmp_p
 def test_config_without_quantization_config_fails(base):
     out = check_config_agrees(base, Expectation("W4A16"))
     assert not out.passed and out.summary == "config.json has no quantization_config"
+
+
+def test_packed_output_width_the_loader_rejects_is_caught(tmp_path):
+    """AutoRound's model-free RTN packed linear_attn.in_proj_a/b (2 outputs) into int32 zero points."""
+    tensors = quantized_tensors(gptq_tensors)
+    tensors.update(gptq_tensors("model.layers.0.linear_attn.in_proj_a", 128, 2))
+    tensors["model.layers.0.linear_attn.in_proj_a.qzeros"] = ("I32", (4, 1))
+    ckpt = write_checkpoint(tmp_path / "q", tensors, autoround_config())
+    out = check_config_agrees(ckpt, Expectation("W4A16", 32))
+    assert out.problems == [
+        "model.layers.0.linear_attn.in_proj_a: out_features 2 is not divisible by 8 (int32 packing of 4-bit zero points): loaders reject it"
+    ]

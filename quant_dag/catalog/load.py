@@ -175,6 +175,8 @@ def _cross_check(cat: Catalog) -> list[str]:
         calib = cat.calibration_path(r.name)
         if calib is not None and not calib.is_file():
             out.append(f"{where('recipes', r.name)}: calibration file {str(calib)!r} does not exist")
+        elif calib is not None and ("," in str(calib) or ":" in str(calib)):
+            out.append(f"{where('recipes', r.name)}: calibration path {str(calib)!r} has ',' or ':', which AutoRound splits on")
     for s in cat.studies.values():
         w = where("studies", s.name)
         for m in s.models:

@@ -112,6 +112,15 @@ def check_config_agrees(ckpt: str | Path, expect: Expectation, layout: Layout | 
     for name in declared_but_quantized:
         problems.append(f"{name} is declared 16-bit by the config but stored quantized")
 
+    if method in ("auto-round", "intel/auto-round", "gptq") and layout.bits < 16:
+        pack = 32 // layout.bits  # GPTQ-style qzeros pack the output dimension into int32
+        for lin in layout.linears:
+            if lin.storage == "int-packed" and lin.out_features and lin.out_features % pack:
+                problems.append(
+                    f"{lin.name}: out_features {lin.out_features} is not divisible by {pack} "
+                    f"(int32 packing of {layout.bits}-bit zero points): loaders reject it"
+                )
+
     group = expect.group_size if expect.group_size is not None else SCHEMES[expect.scheme].group_size
     if group and group > 0:
         for lin in layout.linears:

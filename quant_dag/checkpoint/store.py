@@ -6,8 +6,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import polars as pl
-
 from quant_dag.catalog.schema import content_hash
 from quant_dag.checkpoint.layout import Layout
 from quant_dag.procs import python_module, run_child, write_json_atomic
@@ -44,6 +42,8 @@ def dir_bytes(path: Path) -> int:
 
 def write_layout_report(layout: Layout, out_dir: Path) -> dict[str, Path]:
     """Parquet files: one row per module family, and one per Linear module."""
+    import polars as pl  # here, not at the top: the engines run where polars is not installed (the GPU box)
+
     out_dir.mkdir(parents=True, exist_ok=True)
     families = pl.DataFrame(
         [{"family": f, **row} for f, row in layout.family_rows().items()],

@@ -5,6 +5,7 @@ code_version, so editing one recipe marks exactly its own assets (and what is be
 """
 
 
+import contextlib
 import json
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -14,11 +15,12 @@ import dagster as dg
 from quant_dag.catalog.load import Catalog
 from quant_dag.catalog.schema import Model, ThirdPartyVariant, content_hash
 from quant_dag.checkpoint.checks import CheckOutcome, Expectation, check_config_agrees, check_size
-from quant_dag.checkpoint.layout import Layout, read_layout
+from quant_dag import gpu
+from quant_dag.checkpoint.layout import Layout, read_config, read_layout
 from quant_dag.checkpoint.store import dir_bytes, ensure_checkpoint, write_layout_report
 from quant_dag.defs.resources import QuantDag
 from quant_dag.procs import write_json_atomic
-from quant_dag.quantize.run import check_group_size, quantize
+from quant_dag.quantize.run import check_group_size, plan_device, preflight, quantize
 
 FETCH_VERSION = "1"  # bump when fetch.py changes what it writes (e.g. the demo model builders)
 
@@ -189,17 +191,25 @@ def recipe_asset(cat: Catalog, model: str, recipe_name: str, autoround_version: 
             )
         artifacts = home.artifacts(key.path)
         write_json_atomic(artifacts / "recipe.json", {"name": recipe_name, "hash": recipe_hash, "resolved": resolved})
-        result = quantize(
-            base=base,
-            output=home.quantized_dir(model, recipe_name),
-            recipe=resolved,
-            calibration=str(calibration) if calibration else recipe.calibration,
-            device=profile.device,
-            workdir=artifacts,
-            on_log=context.log.debug,
-            on_event=lambda e: context.log.info(json.dumps(e)[:500]) if e.get("event") != "done" else None,
-            env=profile.env,
-        )
+        on_gpu = profile.device != "cpu"
+        with gpu.lease(profile.gpus, home.root / "locks") if on_gpu else contextlib.nullcontext() as held:
+            env = {**profile.env, **(held.env() if held else {})}
+            report = preflight(probe_fla=on_gpu, env=env, on_log=context.log.debug)
+            plan = plan_device(profile.device, report, resolved, base_layout.total_bytes, read_config(base).get("model_type", ""))
+            for note in plan.notes:
+                context.log.info(note)
+            result = quantize(
+                base=base,
+                output=home.quantized_dir(model, recipe_name),
+                recipe=plan.recipe,
+                calibration=str(calibration) if calibration else recipe.calibration,
+                device=profile.device,
+                workdir=artifacts,
+                on_log=context.log.debug,
+                on_event=lambda e: context.log.info(json.dumps(e)[:500]) if e.get("event") != "done" else None,
+                env=env,
+                use_fla=plan.use_fla,
+            )
         reports = write_layout_report(result.layout, artifacts)
         return dg.MaterializeResult(
             metadata={
@@ -208,6 +218,10 @@ def recipe_asset(cat: Catalog, model: str, recipe_name: str, autoround_version: 
                 "peak_memory_bytes": dg.MetadataValue.int(result.peak_rss_bytes),
                 "autoround_version": result.autoround_version,
                 "recipe_hash": recipe_hash,
+                "device": profile.device,
+                "gpus_leased": dg.MetadataValue.json(held.describe() if held else []),
+                "environment": dg.MetadataValue.json(report["versions"]),
+                "device_plan": dg.MetadataValue.md("\n".join(f"- {n}" for n in plan.notes)),
                 "size_on_disk_bytes": dg.MetadataValue.int(result.size_bytes),
                 "size_ratio_vs_base": dg.MetadataValue.float(round(result.layout.total_bytes / base_layout.total_bytes, 4)),
                 **layout_metadata(result.layout, reports),

@@ -36,6 +36,9 @@ def autoround_kwargs(recipe: dict, base: str, calibration: str, device: str) -> 
         disable_opt_rtn=recipe["disable_opt_rtn"],
         group_size=recipe["group_size"],
         device_map=device,
+        # Plain RTN would auto-route to AutoRound's model-free path, whose layout differs (it packs
+        # Linear layers with 2 outputs that the regular path keeps 16-bit): one code path for every preset.
+        disable_model_free=True,
     )
     if recipe.get("lr") is not None:
         kwargs["lr"] = recipe["lr"]
@@ -44,6 +47,18 @@ def autoround_kwargs(recipe: dict, base: str, calibration: str, device: str) -> 
     if recipe["ignore_layers"]:
         kwargs["ignore_layers"] = ",".join(recipe["ignore_layers"])
     return kwargs
+
+
+class _HideModules:
+    """A meta-path finder that makes `import fla` fail, so transformers takes its torch path."""
+
+    def __init__(self, *names: str):
+        self.names = names
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname.split(".")[0] in self.names:
+            raise ImportError(f"{fullname} hidden by quant-dag preflight")
+        return None
 
 
 class _ProgressHandler(logging.Handler):
@@ -56,11 +71,13 @@ class _ProgressHandler(logging.Handler):
 
 
 def quantize(spec: dict) -> dict:
+    recipe = spec["recipe"]
+    out = Path(spec["output"])
+    if not spec.get("use_fla", True):  # before transformers is imported
+        sys.meta_path.insert(0, _HideModules("fla"))
     from auto_round import AutoRound  # heavy import, child only
     from auto_round import __version__ as ar_version
 
-    recipe = spec["recipe"]
-    out = Path(spec["output"])
     logging.getLogger("autoround").addHandler(_ProgressHandler())
     kwargs = autoround_kwargs(recipe, spec["base"], spec["calibration"], spec.get("device", "cpu"))
     emit("progress", step="start", autoround=ar_version, kwargs={k: v for k, v in kwargs.items() if k != "model"})

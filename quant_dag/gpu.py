@@ -1,0 +1,124 @@
+"""GPU inventory and leases, without importing torch.
+
+The inventory comes from `nvidia-smi` (or QUANT_DAG_GPUS, a JSON list, to simulate one). A lease is an
+exclusive `fcntl` lock on one file per device under the project home: two steps, even in different
+processes or runs, never get the same GPU, and a lease held by a killed process is released by the kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    memory_total_mib: int
+    memory_used_mib: int = 0
+
+    @property
+    def memory_free_mib(self) -> int:
+        return self.memory_total_mib - self.memory_used_mib
+
+
+class NoGpuAvailable(RuntimeError):
+    pass
+
+
+def inventory() -> list[Gpu]:
+    """GPUs on this machine: QUANT_DAG_GPUS (JSON) if set, else nvidia-smi, else none."""
+    fake = os.environ.get("QUANT_DAG_GPUS")
+    if fake is not None:
+        return [Gpu(**g) for g in json.loads(fake)]
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=index,name,memory.total,memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout  # fmt: skip
+    except (subprocess.SubprocessError, OSError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        idx, name, total, used = (p.strip() for p in line.split(","))
+        gpus.append(Gpu(int(idx), name, int(float(total)), int(float(used))))
+    return gpus
+
+
+@dataclass
+class Lease:
+    gpus: list[Gpu]
+
+    @property
+    def cuda_visible_devices(self) -> str:
+        return ",".join(str(g.index) for g in self.gpus)
+
+    def env(self) -> dict[str, str]:
+        return {"CUDA_VISIBLE_DEVICES": self.cuda_visible_devices}
+
+    def describe(self) -> list[dict]:
+        return [asdict(g) for g in self.gpus]
+
+
+def _try_lock(path: Path) -> IO[str] | None:
+    f = open(path, "a+")  # noqa: SIM115 - stays open for as long as the lease is held
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
+def _release(files: list[IO[str]]) -> None:
+    for f in files:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+@contextlib.contextmanager
+def lease(
+    count: int, lock_dir: Path, *, gpus: list[Gpu] | None = None, timeout_s: float = 3600, poll_s: float = 2.0
+) -> Iterator[Lease]:
+    """Hold `count` GPUs exclusively for the block; wait up to `timeout_s` for them to be free."""
+    gpus = inventory() if gpus is None else gpus
+    if count > len(gpus):
+        raise NoGpuAvailable(f"{count} GPU(s) requested, {len(gpus)} on this machine")
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held: list[tuple[Gpu, IO[str]]] = []
+        for gpu in sorted(gpus, key=lambda g: -g.memory_free_mib):  # emptiest first
+            f = _try_lock(lock_dir / f"gpu-{gpu.index}.lock")
+            if f is not None:
+                held.append((gpu, f))
+            if len(held) == count:
+                break
+        files = [f for _, f in held]
+        if len(held) == count:
+            try:
+                for f in files:
+                    f.truncate(0)
+                    f.write(f"{os.getpid()}\n")
+                    f.flush()
+                yield Lease([g for g, _ in held])
+            finally:
+                _release(files)
+            return
+        _release(files)
+        if time.monotonic() > deadline:
+            raise NoGpuAvailable(f"no {count} free GPU(s) within {timeout_s:.0f} s (locks in {lock_dir})")
+        time.sleep(poll_s)

@@ -1,0 +1,143 @@
+"""The GPU path's decisions, on this CPU machine: leases, the FLA/triton verdict, the device plan, hiding FLA."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from quant_dag.catalog.schema import Recipe
+from quant_dag.gpu import Gpu, NoGpuAvailable, inventory, lease
+from quant_dag.quantize.preflight import fla_verdict
+from quant_dag.quantize.run import PreflightError, plan_device, preflight
+
+GPUS = [Gpu(0, "H100", 81559, 1000), Gpu(1, "H100", 81559, 50000), Gpu(2, "H100", 81559, 0)]
+
+
+def test_inventory_from_simulated_gpus(monkeypatch):
+    monkeypatch.setenv("QUANT_DAG_GPUS", json.dumps([{"index": 3, "name": "H100", "memory_total_mib": 80000}]))
+    assert inventory() == [Gpu(3, "H100", 80000, 0)]
+
+
+def test_leases_are_exclusive_and_prefer_free_memory(tmp_path):
+    with lease(1, tmp_path, gpus=GPUS) as a, lease(2, tmp_path, gpus=GPUS) as b:
+        assert a.cuda_visible_devices == "2"  # the emptiest card first
+        assert set(b.cuda_visible_devices.split(",")) == {"0", "1"}
+        with pytest.raises(NoGpuAvailable, match="no 1 free GPU"):
+            with lease(1, tmp_path, gpus=GPUS, timeout_s=0.2, poll_s=0.05):
+                pass
+    with lease(3, tmp_path, gpus=GPUS) as c:  # all released
+        assert len(c.gpus) == 3
+    with pytest.raises(NoGpuAvailable, match="4 GPU"):
+        with lease(4, tmp_path, gpus=GPUS):
+            pass
+
+
+def test_a_waiting_step_gets_the_gpu_when_it_is_released(tmp_path):
+    one = GPUS[:1]
+    got: list[float] = []
+    with lease(1, tmp_path, gpus=one):
+        t0 = time.monotonic()
+
+        def waiter() -> None:
+            with lease(1, tmp_path, gpus=one, timeout_s=10, poll_s=0.05):
+                got.append(time.monotonic() - t0)
+
+        th = threading.Thread(target=waiter)
+        th.start()
+        time.sleep(0.3)
+        assert not got  # still held
+    th.join(5)
+    assert got and got[0] >= 0.3
+
+
+def test_a_killed_holder_releases_its_gpu(tmp_path):
+    """Leases are kernel locks: kill -9 of the holder frees the GPU without any cleanup code."""
+    code = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from quant_dag.gpu import Gpu, lease
+        with lease(1, Path({str(tmp_path)!r}), gpus=[Gpu(0, "H100", 80000)]):
+            print("held", flush=True)
+            time.sleep(60)
+        """
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(NoGpuAvailable):
+        with lease(1, tmp_path, gpus=GPUS[:1], timeout_s=0.2, poll_s=0.05):
+            pass
+    holder.kill()
+    holder.wait()
+    with lease(1, tmp_path, gpus=GPUS[:1], timeout_s=2, poll_s=0.05) as got:
+        assert got.cuda_visible_devices == "0"
+
+
+@pytest.mark.parametrize(
+    "fla, triton, cuda, cap, ok, reason",
+    [
+        ("0.6.0", "3.6.0", True, (9, 0), False, "FLA refuses its backward pass on Hopper with triton 3.6.0 (needs >= 3.7.1"),
+        ("0.6.0", "3.7.1", True, (9, 0), True, "flash-linear-attention 0.6.0 with triton 3.7.1"),
+        ("0.6.0", "3.6.0", True, (8, 0), True, "flash-linear-attention 0.6.0"),
+        ("0.6.0", "3.9.0", False, None, False, "no CUDA device"),
+        (None, "3.9.0", True, (9, 0), False, "not installed"),
+        ("0.6.0", None, True, (9, 0), False, "triton is not installed"),
+    ],
+)
+def test_fla_verdict(fla, triton, cuda, cap, ok, reason):
+    got_ok, got_reason = fla_verdict(fla, triton, cuda, cap)
+    assert got_ok is ok and reason in got_reason
+
+
+def report(cuda: bool, free_mib: int = 80000, use_fla: bool = False) -> dict:
+    gpus = [{"index": 0, "memory_free_mib": free_mib, "memory_total_mib": 81559}] if cuda else []
+    return {"cuda": cuda, "gpus": gpus, "versions": {"torch": "2.11.0"}, "use_fla": use_fla, "fla_reason": "x"}
+
+
+def test_device_plan_refuses_cuda_without_a_gpu():
+    recipe = Recipe(name="r", scheme="W4A16").resolved()
+    with pytest.raises(PreflightError, match="device 'cuda' requested but torch 2.11.0 sees no CUDA device"):
+        plan_device("cuda", report(False), recipe, 10**9, "qwen3_5_text")
+
+
+def test_device_plan_turns_off_compile_on_qwen35_and_saves_gpu_memory():
+    recipe = Recipe(name="r", scheme="W4A16", torch_compile=True).resolved()
+    plan = plan_device("cuda", report(True, free_mib=10_000), recipe, 20 * 2**30, "qwen3_5_moe_text")
+    assert plan.recipe["torch_compile"] is False and plan.recipe["low_gpu_mem_usage"] is True
+    assert any("torch.compile off" in n for n in plan.notes) and any("low_gpu_mem_usage on" in n for n in plan.notes)
+    roomy = plan_device("cuda", report(True, use_fla=True), recipe, 2**30, "llama")
+    assert roomy.recipe["torch_compile"] is True and roomy.recipe["low_gpu_mem_usage"] is False and roomy.use_fla
+    assert recipe["torch_compile"] is True  # the resolved recipe itself is not changed
+
+
+def test_preflight_runs_here_and_reports_the_cpu():
+    got = preflight(probe_fla=False, on_log=lambda s: None)
+    assert got["cuda"] is False and got["gpus"] == [] and got["use_fla"] is False
+    assert got["versions"]["torch"].startswith("2.") and got["versions"]["auto-round"]
+
+
+def test_worker_hides_fla_when_told(tmp_path):
+    """The fallback: with use_fla false, `import fla` fails in the worker, so transformers uses its torch path."""
+    fake = tmp_path / "fla"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    code = textwrap.dedent(
+        """
+        import sys
+        from quant_dag.quantize.worker import _HideModules
+        import importlib
+        sys.meta_path.insert(0, _HideModules("fla"))
+        try:
+            importlib.import_module("fla.ops")
+        except ImportError as e:
+            print("hidden:", e)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)}, check=True)
+    assert out.stdout.strip() == "hidden: fla hidden by quant-dag preflight"
