@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--nsamples", type=int, default=32)
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--models", default="tiny-qwen3.5,tiny-qwen3.5-moe")
+    ap.add_argument("--cases", default="", help="comma-separated indexes into CASES (default: all)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     quiet = lambda line: None  # noqa: E731
@@ -61,7 +62,8 @@ def main() -> int:
             build_s = time.monotonic() - t0
             base_layout = read_layout(base)
             model_type = read_config(base).get("model_type", "")
-            for scheme, fmt, keep in CASES:
+            chosen = [CASES[int(i)] for i in args.cases.split(",")] if args.cases else CASES
+            for scheme, fmt, keep in chosen:
                 ignore = ("linear_attn",) if keep else ()
                 recipe = Recipe(
                     name="bench", scheme=scheme, format=fmt, preset="light", iters=args.iters,

@@ -62,7 +62,7 @@ def test_one_recipe_edit_changes_exactly_its_code_versions(tmp_path):
     edited = tmp_path / "assets"
     shutil.copytree(ASSETS, edited)
     text = (edited / "demo.yaml").read_text()
-    (edited / "demo.yaml").write_text(text.replace("    iters: 20\n", "    iters: 25\n", 1))
+    (edited / "demo.yaml").write_text(text.replace("    nsamples: 8\n", "    nsamples: 9\n", 1))
     after = {k: s.code_version for k, s in specs(edited).items()}
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {"quantized/smollm2-135m/w4a16-light-g32"}

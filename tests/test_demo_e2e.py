@@ -35,9 +35,9 @@ def demo(tmp_path_factory):
     catalog = root / "assets"
     shutil.copytree(REPO / "assets", catalog)
     text = (catalog / "demo.yaml").read_text()
-    light = "    iters: 20\n    nsamples: 8\n    seqlen: 128\n    batch_size: 4\n"
+    light = "    preset: light\n    nsamples: 8\n    seqlen: 128\n    batch_size: 4\n"
     assert light in text, "the demo's light recipe changed: update this test's cut-down"
-    (catalog / "demo.yaml").write_text(text.replace(light, "    iters: 2\n    nsamples: 4\n    seqlen: 64\n    batch_size: 2\n"))
+    (catalog / "demo.yaml").write_text(text.replace(light, "    preset: light\n    iters: 2\n    nsamples: 4\n    seqlen: 64\n    batch_size: 2\n"))
     home = root / "home"
     cli = Path(sys.executable).parent / "quant-dag"
     proc = subprocess.run(

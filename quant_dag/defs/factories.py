@@ -7,6 +7,7 @@ code_version, so editing one recipe marks exactly its own assets (and what is be
 
 import contextlib
 import json
+from collections.abc import Callable, Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -97,8 +98,20 @@ def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
     )
 
 
+def third_party_path(cat: Catalog, qd: QuantDag, variant: ThirdPartyVariant) -> Path:
+    src = resolved_source(cat, variant.source)
+    return Path(src["path"]) if "path" in src else qd.paths().quantized_dir(variant.model, variant.name)
+
+
 def _fetch_asset(
-    cat: Catalog, key: dg.AssetKey, source: object, dest_of, group: str, description: str, deps=(), extra_meta=None
+    cat: Catalog,
+    key: dg.AssetKey,
+    source: object,
+    dest_of: Callable[[QuantDag], Path],
+    group: str,
+    description: str,
+    deps: Sequence[dg.AssetKey] = (),
+    extra_meta: dict[str, object] | None = None,
 ) -> dg.AssetsDefinition:
     """An asset that makes a checkpoint available locally (base model or third-party variant) and reports its layout."""
     src = resolved_source(cat, source)
@@ -145,13 +158,11 @@ def checkpoint_asset(cat: Catalog, model: Model) -> dg.AssetsDefinition:
 
 def third_party_asset(cat: Catalog, variant: ThirdPartyVariant) -> dg.AssetsDefinition:
     src = resolved_source(cat, variant.source)
-    key = quantized_key(variant.model, variant.name)
-    dest = (lambda qd: Path(src["path"])) if "path" in src else (lambda qd: qd.paths().quantized_dir(variant.model, variant.name))
     return _fetch_asset(
         cat,
-        key,
+        quantized_key(variant.model, variant.name),
         variant.source,
-        dest,
+        lambda qd: third_party_path(cat, qd, variant),
         "quantized",
         variant.description or f"{variant.provider}'s {variant.scheme} {variant.method} release of {variant.model}: {describe_source(src)}.",
         deps=[checkpoint_key(variant.model)],
@@ -231,7 +242,9 @@ def recipe_asset(cat: Catalog, model: str, recipe_name: str, autoround_version: 
     return _quantized
 
 
-def variant_checks(cat: Catalog, model: str, variant: str, expect: Expectation, path_of) -> list[dg.AssetChecksDefinition]:
+def variant_checks(
+    cat: Catalog, model: str, variant: str, expect: Expectation, path_of: Callable[[QuantDag], Path]
+) -> list[dg.AssetChecksDefinition]:
     """Blocking checks between a quantized checkpoint and the serving step below it."""
     key = quantized_key(model, variant)
 
@@ -273,9 +286,8 @@ def build_assets(cat: Catalog) -> tuple[list[dg.AssetsDefinition], list[dg.Asset
         expect = Expectation(recipe.scheme, int(recipe.resolved()["group_size"]), recipe.ignore_layers)  # type: ignore[call-overload]
         checks += variant_checks(cat, model, recipe_name, expect, lambda qd, m=model, r=recipe_name: qd.paths().quantized_dir(m, r))
     for v in cat.third_party.values():
-        src = resolved_source(cat, v.source)
         assets.append(third_party_asset(cat, v))
-        path_of = (lambda qd, p=src["path"]: Path(p)) if "path" in src else (lambda qd, v=v: qd.paths().quantized_dir(v.model, v.name))
+        path_of = lambda qd, v=v: third_party_path(cat, qd, v)  # noqa: E731
         checks += variant_checks(cat, v.model, v.name, Expectation(v.scheme, None, v.keep_16bit), path_of)
     return assets, checks
 
