@@ -60,7 +60,7 @@ def ui_command(home: Path, catalog: Path) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Materialize one study's assets with the real `dagster job execute` into the persistent instance."""
-    from quant_dag.defs.factories import study_job_name
+    from quant_dag.defs.jobs import study_job_name
     from quant_dag.report import print_study_status
 
     home = ProjectHome(Path(args.home).resolve())

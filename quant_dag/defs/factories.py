@@ -290,23 +290,3 @@ def build_assets(cat: Catalog) -> tuple[list[dg.AssetsDefinition], list[dg.Asset
         path_of = lambda qd, v=v: third_party_path(cat, qd, v)  # noqa: E731
         checks += variant_checks(cat, v.model, v.name, Expectation(v.scheme, None, v.keep_16bit), path_of)
     return assets, checks
-
-
-def study_jobs(cat: Catalog) -> list:
-    jobs = []
-    for study in cat.studies.values():
-        keys = [checkpoint_key(m) for m in study.models]
-        keys += [quantized_key(m, r) for m, r in study.pairs()]
-        keys += [quantized_key(cat.third_party[t].model, t) for t in study.third_party]
-        jobs.append(
-            dg.define_asset_job(
-                study_job_name(study.name),
-                selection=dg.AssetSelection.assets(*keys),
-                description=study.description or f"Every asset of study {study.name}.",
-            )
-        )
-    return jobs
-
-
-def study_job_name(study: str) -> str:
-    return "study_" + "".join(c if c.isalnum() else "_" for c in study)

@@ -1,0 +1,31 @@
+"""One job per study: every asset the study names, from checkpoints to endpoints."""
+
+import dagster as dg
+
+from quant_dag.catalog.load import Catalog
+from quant_dag.defs.endpoints import BASE, endpoint_key
+from quant_dag.defs.factories import checkpoint_key, quantized_key
+
+
+def study_keys(cat: Catalog, study_name: str) -> list[dg.AssetKey]:
+    study = cat.studies[study_name]
+    variants = list(study.pairs()) + [(cat.third_party[t].model, t) for t in study.third_party]
+    keys = [checkpoint_key(m) for m in study.models]
+    keys += [quantized_key(m, v) for m, v in variants]
+    keys += [endpoint_key(m, BASE) for m in study.models] + [endpoint_key(m, v) for m, v in variants]
+    return keys
+
+
+def study_job_name(study: str) -> str:
+    return "study_" + "".join(c if c.isalnum() else "_" for c in study)
+
+
+def study_jobs(cat: Catalog) -> list:
+    return [
+        dg.define_asset_job(
+            study_job_name(s.name),
+            selection=dg.AssetSelection.assets(*study_keys(cat, s.name)),
+            description=s.description or f"Every asset of study {s.name}.",
+        )
+        for s in cat.studies.values()
+    ]

@@ -1,0 +1,101 @@
+"""Serve one checkpoint and verify it: the engine behind `endpoint/<model>/<variant>` (plain Python, no Dagster).
+
+Starts vLLM, records its version, flags and startup facts, asks the smoke questions with thinking on and off
+(where the chat template has the switch), records which response field carried the reasoning, scores the
+fixed reference text for prompt logprobs, compares them with the base model's, and stops the server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from quant_dag.procs import write_json_atomic
+from quant_dag.serve.plan import Servability
+from quant_dag.serve.server import ServeOptions, VllmServer
+from quant_dag.serve.verify import (
+    PromptLogprobs,
+    perplexity,
+    prompt_logprobs,
+    reference_text,
+    smoke,
+    supports_thinking_switch,
+    topk_kl,
+)
+
+REFERENCE_FILE = "prompt_logprobs.json"
+
+
+@dataclass(frozen=True)
+class FidelityLimits:
+    """How far a variant may drift from its base on the reference text before it is kept from benchmarks."""
+
+    max_kl: float = 0.5  # nats per token, top-k estimate
+    max_ppl_ratio: float = 1.5
+
+
+@dataclass
+class EndpointRecord:
+    servable: bool
+    reason: str
+    flags: list[str] = field(default_factory=list)
+    vllm_version: str = ""
+    startup: dict[str, object] = field(default_factory=dict)
+    start_s: float = 0.0
+    smoke_latency_s: float = 0.0
+    answers: list[dict] = field(default_factory=list)
+    reasoning_field: str | None = None
+    thinking_switch: bool = False
+    perplexity: float | None = None
+    kl_vs_base: float | None = None
+    ppl_ratio_vs_base: float | None = None
+    log: str = ""
+
+    def degenerate_answers(self) -> list[str]:
+        return [f"{a['question']!r} (thinking={a['thinking']}): {a['degenerate']}" for a in self.answers if a["degenerate"]]
+
+    def fidelity_problems(self, limits: FidelityLimits) -> list[str]:
+        out = []
+        if self.kl_vs_base is not None and self.kl_vs_base > limits.max_kl:
+            out.append(f"KL vs base {self.kl_vs_base:.3f} nats/token > {limits.max_kl}")
+        if self.ppl_ratio_vs_base is not None and self.ppl_ratio_vs_base > limits.max_ppl_ratio:
+            out.append(f"perplexity {self.ppl_ratio_vs_base:.2f}x the base's > {limits.max_ppl_ratio}x")
+        return out
+
+
+def serve_and_verify(
+    checkpoint: Path,
+    options: ServeOptions,
+    workdir: Path,
+    servability: Servability,
+    *,
+    base_reference: Path | None = None,
+    python: str | None = None,
+) -> EndpointRecord:
+    """Everything an endpoint asset records; writes the prompt logprobs to `workdir` for the variants to compare."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "vllm.log"
+    record = EndpointRecord(servability.servable, servability.reason, flags=options.flags(), log=str(log))
+    if not servability.servable:
+        return record
+    switch = supports_thinking_switch(checkpoint)
+    with VllmServer(checkpoint, options, log, python=python) as srv:
+        record.start_s, record.startup = srv.started_s, srv.startup
+        record.vllm_version = str(srv.startup.get("vllm_version", ""))
+        t0 = time.monotonic()
+        answers = smoke(srv, srv.name, switch)
+        record.smoke_latency_s = round((time.monotonic() - t0) / max(len(answers), 1), 3)
+        ref = prompt_logprobs(srv, srv.name, reference_text())
+    record.answers = [asdict(a) for a in answers]
+    record.thinking_switch = switch
+    record.reasoning_field = next((a.reasoning_field for a in answers if a.reasoning_field), None)
+    record.perplexity = round(perplexity(ref), 4)
+    write_json_atomic(workdir / REFERENCE_FILE, ref.to_json())
+    if base_reference is not None and base_reference.is_file():
+        base = PromptLogprobs.from_json(json.loads(base_reference.read_text()))
+        record.kl_vs_base = round(topk_kl(base, ref), 5)
+        record.ppl_ratio_vs_base = round(record.perplexity / perplexity(base), 4)
+    write_json_atomic(workdir / "endpoint.json", asdict(record))
+    return record

