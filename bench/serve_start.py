@@ -1,0 +1,58 @@
+"""Server start time and smoke latency of the serving layer, per checkpoint.
+
+    python bench/serve_start.py CHECKPOINT [CHECKPOINT ...] [--repeats 2] [--profile local-cpu]
+
+For each checkpoint and repeat: start vLLM through quant_dag.serve (guard, /health wait), record the
+startup facts, time the smoke questions (greedy, 64 tokens) one by one, and stop the server. Prints one
+JSON line per start and a summary (median start, median smoke latency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from quant_dag.home import load_profile  # noqa: E402
+from quant_dag.serve.server import VllmServer  # noqa: E402
+from quant_dag.serve.verify import smoke, supports_thinking_switch  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("checkpoints", nargs="+", type=Path)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--profile", default="local-cpu")
+    args = ap.parse_args()
+    summary = []
+    with tempfile.TemporaryDirectory() as tmp:
+        options = load_profile(args.profile).serve.options(Path(tmp) / "cache")
+        for ckpt in args.checkpoints:
+            starts, latencies = [], []
+            for i in range(args.repeats):
+                t0 = time.monotonic()
+                with VllmServer(ckpt, options, Path(tmp) / f"{ckpt.name}-{i}.log") as srv:
+                    answers = []
+                    for _ in range(3):
+                        t1 = time.monotonic()
+                        answers = smoke(srv, srv.name, supports_thinking_switch(ckpt))
+                        latencies.append((time.monotonic() - t1) / len(answers))
+                    row = {"checkpoint": str(ckpt), "repeat": i, "start_s": srv.started_s, **srv.startup}
+                stop_s = time.monotonic() - t0 - srv.started_s
+                starts.append(srv.started_s)
+                print(json.dumps({**row, "with_smoke_and_stop_s": round(stop_s, 2)}), flush=True)
+            summary.append((ckpt, statistics.median(starts), statistics.median(latencies)))
+    print(f"\n{'checkpoint':60} {'start s (median)':>17} {'smoke s/answer':>15}")
+    for ckpt, start, lat in summary:
+        print(f"{str(ckpt)[-60:]:60} {start:17.1f} {lat:15.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
