@@ -62,12 +62,22 @@ class _HideModules:
 
 
 class _ProgressHandler(logging.Handler):
-    """Turns AutoRound's per-block log lines into progress events."""
+    """Turns AutoRound's milestones (calibration cached, each block tuned, saved) into progress events."""
+
+    MILESTONES = ("caching done", "loss iter", "quantization tuning time", "Summary:", "saved to")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = 0
+        self.t0 = time.monotonic()
 
     def emit(self, record: logging.LogRecord) -> None:  # noqa: A003 - logging API
         msg = record.getMessage()
-        if "quantiz" in msg.lower() and "model.layers" in msg:
-            emit("progress", message=msg[:200])
+        if not any(m in msg for m in self.MILESTONES):
+            return
+        if "loss iter" in msg:  # one line per tuned decoder block
+            self.blocks += 1
+        emit("progress", blocks_done=self.blocks, elapsed_s=round(time.monotonic() - self.t0, 1), message=msg[:200])
 
 
 def quantize(spec: dict) -> dict:
