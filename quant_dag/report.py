@@ -71,14 +71,15 @@ def print_study_status(cat: Catalog, study: str, home: ProjectHome) -> bool:
     head = f"{'endpoint':56} {'start s':>7} {'ppl':>8} {'KL/token':>9} {'reasoning':>10} checks / why not served"
     print("\n" + head + "\n" + "-" * len(head))
     for r in (r for r in rows if r["layer"] == "endpoint"):
+        served = r["materialized"] and r.get("servable") is not False
         if not r["materialized"]:
             status = "NOT MATERIALIZED"
-        elif r.get("servable") is False:
+        elif not served:
             status = f"not servable here: {r.get('servability')}"
         else:
             status = "/".join(r["checks"].values())  # type: ignore[union-attr]
         print(
-            f"{r['asset']:56} {_f(r.get('start_s'), '.0f'):>7} {_f(r.get('perplexity'), '.2f'):>8} "
+            f"{r['asset']:56} {_f(r.get('start_s') if served else None, '.0f'):>7} {_f(r.get('perplexity'), '.2f'):>8} "
             f"{_f(r.get('kl_vs_base'), '.4f'):>9} {_f(r.get('reasoning_field')):>10} {status}"
         )
     return all(row_ok(r) for r in rows)

@@ -139,8 +139,13 @@ def test_base_and_int4_served_verified_and_stopped(smollm2, tmp_path):
         if name.endswith(".scales"):
             tensors[name] = t[torch.randperm(t.shape[0], generator=gen)] * 8
     save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
-    with VllmServer(broken, cpu_options(tmp_path), tmp_path / "broken.log") as srv:
-        lp_broken = prompt_logprobs(srv, srv.name, text)
+    with pytest.raises(RuntimeError, match="step failed"):  # teardown on an exception inside the step
+        with VllmServer(broken, cpu_options(tmp_path), tmp_path / "broken.log") as srv:
+            procs = tree(srv.proc.pid)  # type: ignore[union-attr]
+            lp_broken = prompt_logprobs(srv, srv.name, text)
+            raise RuntimeError("step failed")
+    gone, alive = psutil.wait_procs(procs, timeout=30)
+    assert not alive, f"left running after an exception: {alive}"
     assert topk_kl(ref, lp_broken) > 5 * kl_int4
 
 

