@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from quant_dag.catalog.load import Catalog, load_catalog
 from quant_dag.home import ProjectHome, ResourceProfile, load_profile
 
 
@@ -14,7 +13,7 @@ class QuantDag(dg.ConfigurableResource):
     """Project home, catalog and resource profile (resources/<profile>.yaml)."""
 
     home: str
-    catalog: str
+    catalog: str  # the catalog folder the definitions were built from (shown in the UI)
     profile: str = "local-cpu"
 
     def paths(self) -> ProjectHome:
@@ -22,6 +21,3 @@ class QuantDag(dg.ConfigurableResource):
 
     def run_profile(self) -> ResourceProfile:
         return load_profile(self.profile)
-
-    def load(self) -> Catalog:
-        return load_catalog(self.catalog)
