@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from quant_dag.catalog.schema import Model, Recipe, Study, ThirdPartyVariant, content_hash
+from quant_dag.home import DATA
 
 SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "models": ("model", Model),
@@ -52,7 +53,7 @@ class Catalog:
         """Local calibration file of a recipe (relative paths are relative to the catalog), else None."""
         calib = self.recipes[recipe].calibration
         if calib.startswith("builtin:"):
-            return Path(__file__).resolve().parent.parent / "data" / f"{calib.removeprefix('builtin:')}.jsonl"
+            return DATA / f"{calib.removeprefix('builtin:')}.jsonl"
         if calib.endswith(".jsonl"):
             p = Path(calib)
             return p if p.is_absolute() else (self.root / p).resolve()
@@ -65,6 +66,11 @@ class Catalog:
             for pair in study.pairs():
                 seen[pair] = None
         return list(seen)
+
+    def study_variants(self, study: str) -> list[tuple[str, str]]:
+        """(model, variant) of every quantized variant a study compares: its recipes, then its third-party checkpoints."""
+        s = self.studies[study]
+        return list(s.pairs()) + [(self.third_party[t].model, t) for t in s.third_party]
 
     def study_models(self) -> list[str]:
         seen: dict[str, None] = {}

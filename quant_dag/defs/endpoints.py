@@ -7,7 +7,6 @@ which runs every step in its own process, still starts each server once per run.
 """
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import dagster as dg
 from quant_dag import gpu
 from quant_dag.catalog.load import Catalog
 from quant_dag.catalog.schema import content_hash
+from quant_dag.checkpoint.layout import read_config, read_layout
 from quant_dag.defs.factories import (
     base_checkpoint_path,
     checkpoint_key,
@@ -25,7 +25,6 @@ from quant_dag.defs.factories import (
 )
 from quant_dag.defs.resources import QuantDag
 from quant_dag.serve.endpoint import REFERENCE_FILE, EndpointRecord, FidelityLimits, serve_and_verify
-from quant_dag.checkpoint.layout import read_layout
 from quant_dag.serve.plan import auto_tensor_parallel, kv_cache_bytes, servable_on
 
 BASE = "base"
@@ -126,8 +125,7 @@ def endpoint_asset(cat: Catalog, model: str, variant: str, serve_flags: list[str
         context.log.info(f"servable on {device}: {servability.servable} ({servability.reason})")
         options = profile.serve.options(home.root / "cache")
         if device != "cpu" and profile.serve.tensor_parallel_size == "auto":
-            config = json.loads((ckpt / "config.json").read_text())
-            kv = kv_cache_bytes(config, options.max_model_len * profile.serve.auto_tp_sequences)
+            kv = kv_cache_bytes(read_config(ckpt), options.max_model_len * profile.serve.auto_tp_sequences)
             options.tensor_parallel_size = auto_tensor_parallel(read_layout(ckpt).total_bytes, kv, gpu.inventory())
             context.log.info(f"tensor_parallel_size=auto -> {options.tensor_parallel_size}")
         base_ref = home.artifacts(endpoint_key(model, BASE).path) / REFERENCE_FILE if is_variant else None
@@ -170,10 +168,7 @@ def endpoint_asset(cat: Catalog, model: str, variant: str, serve_flags: list[str
 
 def build_endpoints(cat: Catalog, serve_flags: list[str]) -> list[dg.AssetsDefinition]:
     out = []
-    for study in cat.studies.values():
-        for model in study.models:
-            out.append((model, BASE))
-        out += study.pairs()
-        out += [(cat.third_party[t].model, t) for t in study.third_party]
+    for name, study in cat.studies.items():
+        out += [(model, BASE) for model in study.models] + cat.study_variants(name)
     unique = list(dict.fromkeys(out))
     return [endpoint_asset(cat, m, v, serve_flags) for m, v in unique]

@@ -9,7 +9,7 @@ from quant_dag.defs.factories import checkpoint_key, quantized_key
 
 def study_keys(cat: Catalog, study_name: str) -> list[dg.AssetKey]:
     study = cat.studies[study_name]
-    variants = list(study.pairs()) + [(cat.third_party[t].model, t) for t in study.third_party]
+    variants = cat.study_variants(study_name)
     keys = [checkpoint_key(m) for m in study.models]
     keys += [quantized_key(m, v) for m, v in variants]
     keys += [endpoint_key(m, BASE) for m in study.models] + [endpoint_key(m, v) for m, v in variants]

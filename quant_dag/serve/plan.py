@@ -6,11 +6,11 @@ served here is reported with the reason, and the rest of the study goes on.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from quant_dag.checkpoint.layout import read_config
 from quant_dag.gpu import Gpu
 
 
@@ -53,7 +53,7 @@ def weight_format(config: dict) -> WeightFormat:
 
 def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
     """Whether vLLM on `device` ('cpu' or 'cuda') in runtime `python` can serve the checkpoint, with the measured reason."""
-    config = json.loads((Path(checkpoint) / "config.json").read_text())
+    config = read_config(checkpoint)
     if device != "cpu":
         return Servability(True, "GPU: every scheme of the catalog has a vLLM kernel on Hopper")
     fmt = weight_format(config)
