@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from quant_dag.serve.server import ServeOptions
 
 REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"  # shipped with the package
+ENGLISH_TEXT = DATA / "calibration-en.jsonl"  # demo calibration, tokenizer training and the fidelity reference
 
 
 def catalog_dir() -> Path:

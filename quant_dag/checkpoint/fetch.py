@@ -15,9 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from quant_dag.home import ENGLISH_TEXT
 from quant_dag.procs import atomic_dir, emit
-
-CALIBRATION = Path(__file__).resolve().parent.parent / "data" / "calibration-en.jsonl"
 
 # A Qwen3-style chat template: <think> blocks, and enable_thinking=False pre-fills an empty one.
 QWEN_CHAT_TEMPLATE = (
@@ -64,7 +63,7 @@ def _train_tokenizer(vocab_size: int = 2048):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = [json.loads(line)["text"] for line in CALIBRATION.read_text().splitlines()]
+    texts = [json.loads(line)["text"] for line in ENGLISH_TEXT.read_text().splitlines()]
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-REFERENCE_FILE = Path(__file__).resolve().parent.parent / "data" / "calibration-en.jsonl"
+from quant_dag.home import ENGLISH_TEXT
+
 SMOKE_QUESTIONS = (
     "What is the capital of France? Answer in one word.",
     "How many legs does a spider have? Answer with a number.",
@@ -28,7 +29,7 @@ class Server(Protocol):
 
 def reference_text(chars: int = 1500) -> str:
     """A fixed English text the fidelity measure scores (the last calibration sample, cut at a word)."""
-    last = json.loads(REFERENCE_FILE.read_text().splitlines()[-1])["text"]
+    last = json.loads(ENGLISH_TEXT.read_text().splitlines()[-1])["text"]
     return last[:chars].rsplit(" ", 1)[0]
 
 
