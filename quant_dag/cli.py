@@ -50,10 +50,13 @@ def ensure_dagster_home(home: ProjectHome) -> Path:
     return dh
 
 
-def ui_command(home: Path, catalog: Path) -> str:
+def ui_command(home: Path, catalog: Path, profile: str | None = None) -> str:
+    """The `dagster dev` line that opens the same instance with the same catalog and profile (same code versions)."""
     env = f"DAGSTER_HOME={shlex.quote(str(home / 'dagster'))} QUANT_DAG_HOME={shlex.quote(str(home))}"
     if catalog != (REPO / "assets").resolve():
         env += f" QUANT_DAG_CATALOG={shlex.quote(str(catalog))}"
+    if profile:
+        env += f" QUANT_DAG_PROFILE={shlex.quote(profile)}"
     dagster = Path(sys.executable).parent / "dagster"
     return f"cd {shlex.quote(str(REPO))} && {env} {dagster} dev -w workspace.yaml"
 
@@ -80,13 +83,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     cmd = dagster + ["job", "execute", "-m", "quant_dag.definitions", "-j", study_job_name(args.study)]
     print(f"$ {' '.join(cmd[2:])}   (DAGSTER_HOME={env['DAGSTER_HOME']})", flush=True)
     rc = subprocess.call(cmd, env=env, cwd=REPO)
-    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "QUANT_DAG_HOME", "QUANT_DAG_CATALOG")})
     ok = print_study_status(cat, args.study, home)
     print(
         textwrap.dedent(
             f"""
             Open it in the Dagster UI (then http://127.0.0.1:3000, Assets or Runs):
-              {ui_command(home.root, cat.root)}
+              {ui_command(home.root, cat.root, args.profile)}
             """
         )
     )
