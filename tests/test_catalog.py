@@ -32,11 +32,16 @@ third_party:
     provider: someone
     scheme: W4A16
     source: {path: /nonexistent}
+benchmarks:
+  - name: b
+    task: arithmetic
+    dataset: {generate: {count: 5}}
 studies:
   - name: s
     models: [m]
     recipes: [w4-fast]
     third_party: [tp]
+    benchmarks: [b]
 """
 
 
@@ -64,6 +69,9 @@ def test_shipped_catalog_validates():
     providers = {cat.third_party[t].provider for t in seed.third_party}
     assert {"Qwen", "Intel", "NVIDIA"} <= providers
     assert {cat.recipes[r].scheme for _, r in seed.pairs()} == {"W4A16", "NVFP4"}
+    assert {cat.benchmarks[b].task for b in seed.benchmarks} == {"mmlu_pro", "gpqa", "aime", "livecodebench"}
+    assert all(cat.benchmarks[b].generation.max_tokens <= 32768 for b in seed.benchmarks)
+    assert set(demo.benchmarks) == {"arithmetic", "basic-mc", "humaneval"}
 
 
 def test_good_minimal_catalog(tmp_path):
@@ -105,6 +113,13 @@ def recipe(**fields: object) -> str:
         (GOOD + "recipes2: []\n", "assets/recipes.yaml: unknown section 'recipes2'"),
         (GOOD.replace("studies:", "studies:\n  - name: s\n    models: [m]"), "study 's': name is already used in assets/recipes.yaml"),
         ("models: [\n  - name: x", "assets/recipes.yaml: not valid YAML (line 2"),
+        (GOOD.replace("task: arithmetic", "task: mmlu"), "benchmark 'b': task 'mmlu' is not one of mmlu_pro, gpqa"),
+        (GOOD.replace("benchmarks: [b]", "benchmarks: [c]"), "study 's': benchmarks: 'c' is not a benchmark of the catalog"),
+        (GOOD.replace("{generate: {count: 5}}", "{generate: {count: 5}, hub: a/b}"), "benchmark 'b': dataset: dataset takes one of hub, path, generate"),
+        (GOOD.replace("{generate: {count: 5}}", "{path: data/none.jsonl}"), "benchmark 'b': dataset.path"),
+        (GOOD.replace("task: arithmetic", "task: arithmetic\n    repeats: 0"), "benchmark 'b': repeats: Input should be greater than or equal to 1"),
+        (GOOD.replace("task: arithmetic", "task: arithmetic\n    thinking: [on, on]"), "benchmark 'b': thinking: thinking lists a mode twice"),
+        (GOOD.replace("task: arithmetic", "task: arithmetic\n    generation: {temprature: 0.6}"), "benchmark 'b': unknown field 'generation.temprature'"),
     ],
 )
 def test_invalid_field_is_named(tmp_path, text, expected):

@@ -10,13 +10,14 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from quant_dag.catalog.schema import Model, Recipe, Study, ThirdPartyVariant, content_hash
+from quant_dag.catalog.schema import Benchmark, Model, Recipe, Study, ThirdPartyVariant, content_hash
 from quant_dag.home import DATA
 
 SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "models": ("model", Model),
     "recipes": ("recipe", Recipe),
     "third_party": ("third-party variant", ThirdPartyVariant),
+    "benchmarks": ("benchmark", Benchmark),
     "studies": ("study", Study),
 }
 
@@ -37,6 +38,7 @@ class Catalog:
     models: dict[str, Model] = field(default_factory=dict)
     recipes: dict[str, Recipe] = field(default_factory=dict)
     third_party: dict[str, ThirdPartyVariant] = field(default_factory=dict)
+    benchmarks: dict[str, Benchmark] = field(default_factory=dict)
     studies: dict[str, Study] = field(default_factory=dict)
     origin: dict[tuple[str, str], str] = field(default_factory=dict)  # (section, name) -> file
     invalid: set[tuple[str, str]] = field(default_factory=set)  # entries already reported as invalid
@@ -71,6 +73,14 @@ class Catalog:
         """(model, variant) of every quantized variant a study compares: its recipes, then its third-party checkpoints."""
         s = self.studies[study]
         return list(s.pairs()) + [(self.third_party[t].model, t) for t in s.third_party]
+
+    def benchmark_path(self, name: str) -> Path | None:
+        """A suite's local dataset file (relative paths are relative to the catalog), else None."""
+        path = self.benchmarks[name].dataset.path
+        if path is None:
+            return None
+        p = Path(path)
+        return p if p.is_absolute() else (self.root / p).resolve()
 
     def study_models(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -183,6 +193,10 @@ def _cross_check(cat: Catalog) -> list[str]:
             out.append(f"{where('recipes', r.name)}: calibration file {str(calib)!r} does not exist")
         elif calib is not None and ("," in str(calib) or ":" in str(calib)):
             out.append(f"{where('recipes', r.name)}: calibration path {str(calib)!r} has ',' or ':', which AutoRound splits on")
+    for b in cat.benchmarks.values():
+        data = cat.benchmark_path(b.name)
+        if data is not None and not data.is_file():
+            out.append(f"{where('benchmarks', b.name)}: dataset.path {str(data)!r} does not exist")
     for s in cat.studies.values():
         w = where("studies", s.name)
         for m in s.models:
@@ -195,6 +209,9 @@ def _cross_check(cat: Catalog) -> list[str]:
         for _, r in s.pairs():
             if missing("recipes", r):
                 out.append(f"{w}: recipes: {r!r} is not a recipe of the catalog")
+        for b in s.benchmarks:
+            if missing("benchmarks", b):
+                out.append(f"{w}: benchmarks: {b!r} is not a benchmark of the catalog")
         for t in s.third_party:
             if missing("third_party", t):
                 out.append(f"{w}: third_party: {t!r} is not a third-party variant of the catalog")

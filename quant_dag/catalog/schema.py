@@ -1,4 +1,4 @@
-"""The catalog's typed schema: models, recipes, third-party variants and studies."""
+"""The catalog's typed schema: models, recipes, third-party variants, benchmark suites and studies."""
 
 from __future__ import annotations
 
@@ -162,6 +162,78 @@ class ThirdPartyVariant(_Strict):
     _scheme = field_validator("scheme")(classmethod(lambda cls, v: _one_of(v, SCHEMES)))
 
 
+# Benchmark tasks the evaluator knows (quant_dag.evaluate.datasets.TASKS): each fixes the dataset schema it reads,
+# the default prompt and the scorer.
+TASKS = ("mmlu_pro", "gpqa", "aime", "math500", "livecodebench", "humaneval", "arithmetic", "basic_mc")
+
+
+class DatasetSpec(_Strict):
+    """Where a suite's samples come from; omitted -> the task's default (its hub dataset, or generated)."""
+
+    hub: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
+    config: str | None = None
+    split: str = "test"
+    revision: str | None = None  # a commit sha keeps results comparable; a branch name is resolved when loaded
+    path: str | None = None  # a local .jsonl / .json / .parquet in the task's schema
+    generate: dict[str, int] | None = None  # generated suites: count, seed
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DatasetSpec":
+        given = [k for k in ("hub", "path", "generate") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"dataset takes one of hub, path, generate (got {', '.join(given)})")
+        return self
+
+
+class Generation(_Strict):
+    """Sampling parameters sent with every request (OpenAI chat completions, plus vLLM's top_k)."""
+
+    temperature: float = Field(default=0.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=1)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = None
+    max_tokens: int = Field(default=2048, ge=1)
+
+
+class Benchmark(_Strict):
+    """A benchmark suite: a task (dataset schema, prompt, scorer), its data, generation and modes."""
+
+    name: Name
+    task: str
+    description: str = ""
+    dataset: DatasetSpec = DatasetSpec()
+    prompt: str | None = None  # template override (str.format fields per task)
+    generation: Generation = Generation()
+    thinking: tuple[bool, ...] = Field(default=(False,), min_length=1)  # modes: [on, off] runs both
+    repeats: int = Field(default=1, ge=1, le=64)  # samples per item (seeds seed..seed+repeats-1): pass@k up to k=repeats
+    seed: int = 0
+    limit: int | None = Field(default=None, ge=1)  # first N samples only
+    concurrency: int | None = Field(default=None, ge=1)  # None: from the server's reported capacity
+    request_timeout_s: float = Field(default=1800, gt=0)
+    options: dict[str, str] = {}  # task options, e.g. LiveCodeBench since/until contest dates
+
+    _task = field_validator("task")(classmethod(lambda cls, v: _one_of(v, TASKS)))
+
+    @field_validator("thinking")
+    @classmethod
+    def _distinct_modes(cls, v: tuple[bool, ...]) -> tuple[bool, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("thinking lists a mode twice")
+        return v
+
+    def resolved(self) -> dict[str, object]:
+        """What decides a sample's output, for code versions and record keys (not limit or concurrency)."""
+        return {
+            "task": self.task,
+            "dataset": self.dataset.model_dump(),
+            "prompt": self.prompt,
+            "generation": self.generation.model_dump(),
+            "seed": self.seed,
+            "options": self.options,
+        }
+
+
 class Study(_Strict):
     name: Name
     description: str = ""
@@ -169,6 +241,7 @@ class Study(_Strict):
     # a list applies to every model of the study; a mapping names recipes per model
     recipes: Union[tuple[Name, ...], dict[Name, tuple[Name, ...]]] = ()
     third_party: tuple[Name, ...] = ()
+    benchmarks: tuple[Name, ...] = ()  # every base and variant of the study runs every suite
 
     def pairs(self) -> list[tuple[str, str]]:
         """(model, recipe) pairs this study quantizes."""

@@ -1,0 +1,117 @@
+"""The evaluator's throughput against `vllm bench serve`, on the same server with the same request shape.
+
+    python bench/evaluator_throughput.py CHECKPOINT [--prompts 64] [--input-len 128] [--output-len 128]
+                                         [--concurrency 8] [--rounds 2] [--profile local-cpu]
+
+One vLLM server (quant_dag.serve, the project's profile). Each round runs, alternately, vLLM's own benchmark
+client (`vllm.benchmarks.serve`, backend openai-chat, random dataset, ignore_eos) and quant_dag's evaluator
+(quant_dag.evaluate.run.evaluate, chat completions, the same prompt count, input and output lengths, ignore_eos,
+the same concurrency, scoring on, records journaled). The figure is the ratio of output-token throughput,
+evaluator / vllm bench (1.0: the evaluator adds no client-side cost). Prints one JSON line per run and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from quant_dag.evaluate.client import Endpoint  # noqa: E402
+from quant_dag.evaluate.run import Provenance, SuitePlan, evaluate  # noqa: E402
+from quant_dag.evaluate.types import Sample  # noqa: E402
+from quant_dag.home import load_profile  # noqa: E402
+from quant_dag.serve.server import VllmServer  # noqa: E402
+
+VLLM_BENCH = """
+import json, sys
+from vllm.benchmarks.serve import add_cli_args, main
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+p = FlexibleArgumentParser(); add_cli_args(p)
+r = main(p.parse_args(sys.argv[1:]))
+print("@@result " + json.dumps({k: v for k, v in r.items() if isinstance(v, (int, float))}))
+"""
+
+
+def random_prompts(checkpoint: Path, n: int, input_len: int, seed: int) -> list[str]:
+    """Text of about `input_len` tokens: random token ids decoded, like vLLM's random dataset."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    rng = random.Random(seed)
+    vocab = tok.get_vocab_size()
+    return [tok.decode([rng.randrange(1000, vocab - 1000) for _ in range(input_len)]) for _ in range(n)]
+
+
+def run_vllm_bench(srv: VllmServer, checkpoint: Path, args: argparse.Namespace) -> dict:
+    argv = [
+        "--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", srv.base_url,
+        "--model", srv.name, "--tokenizer", str(checkpoint), "--dataset-name", "random",
+        "--random-input-len", str(args.input_len), "--random-output-len", str(args.output_len),
+        "--num-prompts", str(args.prompts), "--max-concurrency", str(args.concurrency), "--ignore-eos",
+        "--seed", str(args.seed), "--disable-tqdm",
+    ]  # fmt: skip
+    env = {**os.environ, "OPENAI_API_KEY": srv.api_key}
+    proc = subprocess.run([sys.executable, "-c", VLLM_BENCH, *argv], capture_output=True, text=True, env=env)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("@@result ")), None)
+    if line is None:
+        raise RuntimeError(f"vllm bench serve failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    r = json.loads(line.removeprefix("@@result "))
+    return {"client": "vllm bench serve", "output_tok_s": r["output_throughput"], "req_s": r["request_throughput"],
+            "completed": r["completed"], "wall_s": r["duration"], "output_tokens": r["total_output_tokens"]}  # fmt: skip
+
+
+def run_evaluator(srv: VllmServer, prompts: list[str], args: argparse.Namespace, tmp: Path, i: int) -> dict:
+    samples = [Sample(id=f"p{j}", prompt=p, reference="0", kind="math") for j, p in enumerate(prompts)]
+    gen = {"temperature": 0.0, "max_tokens": args.output_len, "ignore_eos": True}
+    plan = SuitePlan("throughput", "arithmetic", samples, "random", {"gen": gen, "round": i}, gen)
+    prov = Provenance("bench", "bench", "bench", str(srv.startup.get("vllm_version")), f"round{i}")
+    t0 = time.monotonic()
+    out = evaluate(Endpoint(srv.base_url, srv.api_key, srv.name), plan, prov, tmp / f"journal-{i}.jsonl",
+                   thinking_switch=False, concurrency=args.concurrency)  # fmt: skip
+    wall = time.monotonic() - t0
+    tokens = sum(r["completion_tokens"] or 0 for r in out.records)
+    errors = sum(1 for r in out.records if r["error"])
+    return {"client": "quant_dag evaluator", "output_tok_s": tokens / wall, "req_s": len(out.records) / wall,
+            "completed": len(out.records) - errors, "wall_s": wall, "output_tokens": tokens}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--input-len", type=int, default=128)
+    ap.add_argument("--output-len", type=int, default=128)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", default="local-cpu")
+    args = ap.parse_args()
+    rows: dict[str, list[float]] = {"vllm bench serve": [], "quant_dag evaluator": []}
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        options = load_profile(args.profile).serve.options(tmp / "cache")
+        prompts = random_prompts(args.checkpoint, args.prompts, args.input_len, args.seed)
+        with VllmServer(args.checkpoint, options, tmp / "vllm.log") as srv:
+            run_vllm_bench(srv, args.checkpoint, argparse.Namespace(**{**vars(args), "prompts": 8}))  # warm-up
+            for i in range(args.rounds):
+                for result in (run_vllm_bench(srv, args.checkpoint, args), run_evaluator(srv, prompts, args, tmp, i)):
+                    print(json.dumps({"round": i, **result}), flush=True)
+                    rows[result["client"]].append(result["output_tok_s"])
+    vllm, ours = statistics.median(rows["vllm bench serve"]), statistics.median(rows["quant_dag evaluator"])
+    print(f"\noutput tok/s (median of {args.rounds}): vllm bench serve {vllm:.1f}, quant_dag evaluator {ours:.1f}; "
+          f"ratio {ours / vllm:.3f}  ({args.prompts} prompts, {args.input_len} in / {args.output_len} out, "
+          f"concurrency {args.concurrency})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

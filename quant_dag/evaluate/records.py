@@ -1,0 +1,113 @@
+"""Per-sample records: appended to a JSONL journal as they complete, read back to resume.
+
+A record's `key` hashes everything that decides the answer: model, variant, the checkpoint's identity (recipe
+hash or revision), the vLLM build, the suite's resolved definition (task, dataset and its revision, prompt,
+generation parameters, seed), the mode, the sample's prompt hash and the repeat. A record with the same key is
+reused on resume; anything changed gets a new key, so old samples are never reused for new parameters (they
+stay in the journal as history). Only records without an error count as done: errors are retried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+
+# Column order of the Parquet table (and the documented record schema).
+COLUMNS: dict[str, pl.DataType] = {
+    "key": pl.String(),
+    "model": pl.String(),
+    "variant": pl.String(),
+    "benchmark": pl.String(),
+    "task": pl.String(),
+    "mode": pl.String(),  # "thinking" or "non-thinking"
+    "sample_id": pl.String(),
+    "repeat": pl.Int64(),
+    "seed": pl.Int64(),
+    "params": pl.String(),  # the generation parameters sent, JSON
+    "params_hash": pl.String(),
+    "prompt_hash": pl.String(),
+    "content": pl.String(),
+    "reasoning": pl.String(),
+    "reasoning_field": pl.String(),
+    "finish_reason": pl.String(),
+    "prompt_tokens": pl.Int64(),
+    "completion_tokens": pl.Int64(),
+    "reasoning_tokens": pl.Int64(),
+    "token_source": pl.String(),  # "server" or "tokenizer" (the fallback when the server reports no usage)
+    "latency_s": pl.Float64(),
+    "attempts": pl.Int64(),
+    "reference": pl.String(),
+    "extracted": pl.String(),
+    "score": pl.Float64(),
+    "score_detail": pl.String(),
+    "error": pl.String(),
+    "checkpoint_id": pl.String(),
+    "vllm_version": pl.String(),
+    "dataset_revision": pl.String(),
+    "run_id": pl.String(),
+    "finished_at": pl.Float64(),
+}
+
+
+class Journal:
+    """An append-only JSONL file of records; safe against a kill at any point.
+
+    A kill can leave a torn last line: opening the journal cuts the file back to its last complete line, so
+    the next append starts clean. Each record is flushed and fsynced as it is written.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair()
+        self._fh = open(path, "a", encoding="utf-8")
+
+    def _repair(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            with open(self.path, "r+b") as fh:
+                fh.truncate(end)
+
+    def read(self) -> dict[str, dict]:
+        """The latest record per key (a retried sample's newer line wins)."""
+        out: dict[str, dict] = {}
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    rec = json.loads(line)
+                    out[rec["key"]] = rec
+        return out
+
+    def append(self, record: dict) -> None:
+        self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def to_frame(records: Iterable[dict]) -> pl.DataFrame:
+    rows = [{c: r.get(c) for c in COLUMNS} for r in records]
+    frame = pl.DataFrame(rows, schema=COLUMNS)
+    return frame.sort(["mode", "sample_id", "repeat"])
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)

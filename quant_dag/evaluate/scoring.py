@@ -1,0 +1,288 @@
+"""Answer extraction and scoring for multiple-choice and math benchmarks (code: quant_dag.evaluate.code).
+
+Extraction works on the answer text only (the server's reasoning field is not passed), but a `<think>` block
+left in the content is stripped first, so guesses made while thinking are never scored."""
+
+from __future__ import annotations
+
+import re
+import string
+import threading
+from collections.abc import Sequence
+
+from quant_dag.evaluate.types import Sample, Scored
+
+NO_ANSWER = "no answer found"
+
+# Seconds math_verify may spend parsing / comparing one expression; it enforces this with signal.alarm, which
+# only works in the main thread, so worker threads run without it (see _math_verify_timeout).
+MATH_VERIFY_TIMEOUT_S = 5
+
+
+def strip_think(text: str | None) -> str:
+    """The text with reasoning removed: closed <think>...</think> blocks dropped, text after a lone </think>
+    kept (the template opened the block in the prompt), and an unclosed <think> dropped to the end (the
+    reasoning never finished, so nothing after it is a final answer)."""
+    text = text or ""
+    text = re.sub(r"<think>.*?</think>", "", text, flags=re.DOTALL)
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    if "<think>" in text:
+        text = text.split("<think>", 1)[0]
+    return text.strip()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# multiple choice
+
+# Markup that may wrap a letter: bold/italic, code, math delimiters, \boxed{, \text{, brackets.
+_MARK = r"(?:\*\*|__|\*|_|`|\$|\\\(|\\\[|\\(?:boxed|fbox)\s*\{|\\(?:text|textbf|textrm|mathrm|mathbf)\s*\{|[\(\[\{])"
+_OPENERS = "([{*_$`"
+_CLOSERS = ")]}*_$`"
+
+# "answer is", "the final answer:", "**Answer:**", "correct option is", "answer would be" ... (words any case)
+_ANSWER_PHRASE = (
+    r"(?i:\b(?:(?:final|correct|best|right)\s+)?answer(?:\s+(?:choice|option))?"
+    r"|\b(?:correct|right|best)\s+(?:option|choice))"
+    r"\s*(?:\*\*|__|\*)?\s*"
+    r"(?:(?i:is|would\s+be|should\s+be|will\s+be|must\s+be)\b\s*[:：]?|[:：=])"
+    r"\s*(?:(?i:option|choice)\s+)?"
+)
+
+# A bare (unwrapped) letter followed by a lowercase word is prose ("the answer is I think ...", "answer: A is
+# wrong, B ..."), unless the word starts a justification ("The answer is B because ...").
+_WORD_AFTER = re.compile(r"[ \t]+(?P<w>[a-z]\w*)")
+_JUSTIFY = frozenset({"because", "since", "as", "given", "due", "which", "for"})
+_LOWER_END = re.compile(r"\s*(?:$|[.,;:!?\)\]\}])")
+
+
+def _letters(n_choices: int) -> str:
+    if not 1 <= n_choices <= 26:
+        raise ValueError(f"n_choices must be in 1..26, got {n_choices}")
+    return string.ascii_uppercase[:n_choices]
+
+
+def _wrapped(text: str, start: int, end: int) -> bool:
+    """Whether the letter at text[start:end] sits directly inside markup: "(B)", "**C**", "{D}", "$E$"."""
+    return start > 0 and end < len(text) and text[start - 1] in _OPENERS and text[end] in _CLOSERS
+
+
+def _explicit_matches(text: str, letters: str) -> list[tuple[int, str, str]]:
+    """(position, letter, source) for every letter given by an answer phrase or a \\boxed{}."""
+    cls = letters + letters.lower()
+    found: list[tuple[int, str, str]] = []
+    answer_re = re.compile(_ANSWER_PHRASE + rf"(?:\s*{_MARK})*\s*(?P<L>[{cls}])(?![A-Za-z0-9])")
+    for m in answer_re.finditer(text):
+        s, e = m.span("L")
+        letter = m.group("L")
+        wrapped = _wrapped(text, s, e)
+        word = _WORD_AFTER.match(text, e)
+        if not wrapped and word and word.group("w") not in _JUSTIFY:
+            continue
+        # A lowercase letter is accepted only here, and only when it cannot be the article "a" starting prose.
+        if letter.islower() and not (wrapped or _LOWER_END.match(text, e)):
+            continue
+        found.append((s, letter.upper(), "answer phrase"))
+    # \boxed{D}, \boxed{\text{D}}, \boxed{(D)}, \boxed{\textbf{(D) Paris}}: uppercase only, since a boxed
+    # lowercase letter is more likely a variable ("a" for acceleration) than an option.
+    boxed_re = re.compile(
+        r"\\(?:boxed|fbox)\s*\{\s*(?:\\(?:text|textbf|textrm|mathrm|mathbf)\s*\{\s*)?\(?\s*"
+        rf"(?P<L>[{letters}])(?:\s*\}}|\)|[.:](?:\s|\}}))"
+    )
+    for m in boxed_re.finditer(text):
+        found.append((m.start("L"), m.group("L"), "boxed"))
+    return found
+
+
+def _final_line_letter(text: str, letters: str) -> str | None:
+    """The letter when the last non-empty line is only an option: "B", "B.", "(B) Paris", "B) Paris"."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    line = lines[-1].strip().strip("*_#> `").strip()
+    cls = f"[{letters}]"
+    for pat in (
+        rf"^\((?P<L>{cls})\)(?:[.:]?\s.*|[.:]?)$",  # (B) / (B) Paris
+        rf"^(?P<L>{cls})(?:[.):](?:\s.*)?)?$",  # B / B. / B) Paris / B: Paris
+        rf"^(?i:option|choice)\s+\(?(?P<L>{cls})\)?\.?$",  # Option B
+    ):
+        m = re.match(pat, line)
+        if m:
+            return m.group("L")
+    return None
+
+
+def _option_text_letter(text: str, choices: Sequence[str], letters: str) -> str | None:
+    """The letter of the one option whose text appears verbatim (as whole words) in the reply, if exactly one."""
+    hits = []
+    for letter, choice in zip(letters, choices):
+        choice = " ".join(str(choice).split())
+        if choice and re.search(rf"(?<!\w){re.escape(choice)}(?!\w)", " ".join(text.split())):
+            hits.append(letter)
+    return hits[0] if len(hits) == 1 else None
+
+
+def extract_choice_with_source(text: str, n_choices: int, choices: Sequence[str] = ()) -> tuple[str | None, str]:
+    """extract_choice, plus which rule found the letter (for a record's detail)."""
+    letters = _letters(n_choices)
+    text = strip_think(text)
+    # Strongest: explicit answer phrases and \boxed{}; the last one wins (models restate, then correct).
+    explicit = _explicit_matches(text, letters)
+    if explicit:
+        _, letter, source = max(explicit, key=lambda t: t[0])
+        return letter, source
+    letter = _final_line_letter(text, letters)
+    if letter:
+        return letter, "final line"
+    letter = _option_text_letter(text, choices, letters)
+    if letter:
+        return letter, "option text"
+    return None, NO_ANSWER
+
+
+def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> str | None:
+    """The option letter (A.. the n_choices-th letter) a model's reply commits to, or None.
+
+    Rules, strongest first; within a rule the LAST occurrence wins:
+    1. an answer phrase or a box: "The answer is (B)", "Answer: B", "**Answer:** B", "Final answer: (C)",
+       "answer is: **C**", "ANSWER: c", "\\boxed{D}", "\\boxed{\\text{D}}". Lowercase letters count only after an
+       answer phrase, and only wrapped ("(b)") or followed by punctuation / the end ("ANSWER: c"), so "the answer
+       is a bit subtle" gives nothing.
+    2. the last non-empty line is just the option: "B", "B.", "(B) Paris", "B) Paris".
+    3. exactly one option's text appears verbatim in the reply.
+    Letters beyond n_choices are never returned; a <think> block is stripped first."""
+    return extract_choice_with_source(text, n_choices, choices)[0]
+
+
+def _reference_letter(reference: str) -> str:
+    return reference.strip().strip("()").strip().upper()
+
+
+def score_choice(text: str, sample: Sample) -> Scored:
+    """1.0 when the extracted letter is the reference letter. Without listed choices, A-J (MMLU-Pro's most)."""
+    n = len(sample.choices) if sample.choices else 10
+    letter, source = extract_choice_with_source(text, n, sample.choices)
+    ref = _reference_letter(sample.reference)
+    if letter is None:
+        return Scored(None, 0.0, NO_ANSWER)
+    ok = letter == ref
+    return Scored(letter, 1.0 if ok else 0.0, f"{'correct' if ok else 'wrong'} ({source}): {letter} vs {ref}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# math
+
+
+def _boxed_contents(text: str) -> list[str]:
+    """The contents of every \\boxed{...} / \\fbox{...} (balanced braces), in order; "\\boxed 5" too. A box cut
+    off before its closing brace is skipped."""
+    out: list[str] = []
+    for m in re.finditer(r"\\(?:boxed|fbox)", text):
+        i = m.end()
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            depth, j = 0, i
+            while j < len(text):
+                if text[j] == "{" and text[j - 1] != "\\":
+                    depth += 1
+                elif text[j] == "}" and text[j - 1] != "\\":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            if depth == 0:
+                out.append(text[i + 1 : j].strip())
+        elif i > m.end():  # "\boxed 5": one token
+            tok = re.match(r"[^\s$]+", text[i:])
+            if tok:
+                out.append(tok.group(0))
+    return [b for b in out if b]
+
+
+# A lookahead, so that overlapping statements are all found: in "Final Answer: The final answer is $5$." the
+# last one ("answer is $5$") is the answer.
+_ANSWER_STATEMENT = re.compile(
+    r"(?=(?i:\banswer\b)\s*(?:\*\*|__)?\s*(?:(?i:is)\b\s*[:：]?|[:：=])\s*(?:\*\*|__)?\s*(?P<rest>[^\n]+))"
+)
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?")
+
+
+def _clean_math(ans: str) -> str:
+    """Drop math delimiters, bold and trailing punctuation around an answer."""
+    ans = ans.strip()
+    for _ in range(3):  # nested wrappers: "**$5$**."
+        ans = ans.strip().rstrip(".,;:!").strip()
+        ans = re.sub(r"^(?:\*\*|__|\$\$?|\\\(|\\\[)\s*", "", ans)
+        ans = re.sub(r"\s*(?:\*\*|__|\$\$?|\\\)|\\\])$", "", ans)
+    return ans.strip()
+
+
+def _statement_answer(rest: str) -> str | None:
+    """The answer in the rest of an "answer is ..." line: the first $...$ span if it starts with one, else the
+    text up to the end of the sentence ("42. I hope it is correct." -> "42")."""
+    rest = rest.strip().lstrip("*_").strip()
+    m = re.match(r"\$\$?(.+?)\$", rest) or re.match(r"\\\((.+?)\\\)", rest)
+    if m:
+        ans = m.group(1)
+    else:
+        ans = re.split(r"\.\s|\.$", rest, maxsplit=1)[0]
+    ans = _clean_math(ans)
+    return ans or None
+
+
+def extract_math(text: str) -> str | None:
+    """The final math answer in a reply: the last \\boxed{...} / \\fbox{...} (balanced braces), else the last
+    "answer is X" / "Answer: X" statement, else the last number in the text; None when there is none.
+    A <think> block is stripped first."""
+    text = strip_think(text)
+    boxes = _boxed_contents(text)
+    if boxes:
+        return boxes[-1]
+    statements = [s for m in _ANSWER_STATEMENT.finditer(text) if (s := _statement_answer(m.group("rest")))]
+    if statements:
+        return statements[-1]
+    numbers = _NUMBER.findall(text)
+    if numbers:
+        return numbers[-1].replace(" ", "")
+    return None
+
+
+def _math_verify_timeout() -> int | None:
+    # math_verify's timeout is signal.alarm: outside the main thread signal.signal raises ValueError, which
+    # parse/verify re-raise. There we run without a timeout (the caller bounds the work, e.g. the thread pool).
+    return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+def math_equal(gold: str, pred: str) -> bool:
+    """Whether math_verify finds the prediction equal to the gold answer (both bare LaTeX, boxed for parsing)."""
+    from math_verify import parse, verify  # heavy import (sympy): only when math is scored
+
+    t = _math_verify_timeout()
+    gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=t)
+    pred_parsed = parse(f"\\boxed{{{pred}}}", parsing_timeout=t)
+    if not gold_parsed or not pred_parsed:  # unparseable: fall back to exact text after whitespace removal
+        return "".join(gold.split()) == "".join(pred.split())
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=t))
+
+
+def score_math(text: str, sample: Sample) -> Scored:
+    """1.0 when the extracted answer equals sample.reference by math_verify (070 == 70, \\dfrac == \\frac,
+    14/3 == \\frac{14}{3}, 1,000 == 1000, units and \\% ignored as math_verify normalizes them)."""
+    pred = extract_math(text)
+    if pred is None:
+        return Scored(None, 0.0, NO_ANSWER)
+    gold = sample.reference.strip()
+    ok = math_equal(gold, pred)
+    return Scored(pred, 1.0 if ok else 0.0, f"{'correct' if ok else 'wrong'}: {pred} vs {gold}")
+
+
+def score_sample(text: str, sample: Sample) -> Scored:
+    """The scorer for the sample's kind."""
+    if sample.kind == "choice":
+        return score_choice(text, sample)
+    if sample.kind == "math":
+        return score_math(text, sample)
+    if sample.kind == "code":
+        raise NotImplementedError("code samples are scored by quant_dag.evaluate.code, not score_sample")
+    raise ValueError(f"unknown sample kind {sample.kind!r}")

@@ -1,0 +1,171 @@
+"""One catalog benchmark suite on one served variant: load, evaluate, aggregate, write (no Dagster here).
+
+Files under the benchmark asset's artifact folder:
+  journal.jsonl       every record ever written for this (model, variant, suite), append-only (resume, history)
+  records.parquet     this materialization's records, one per (mode, sample, repeat)
+  aggregates.parquet  one row per mode: accuracy and interval, cutoff rate, tokens, pass@k, errors
+  summary.json        what the asset reported (also read by summaries)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from quant_dag.evaluate.records import to_frame, write_parquet_atomic
+from quant_dag.evaluate.run import (
+    Provenance,
+    SuitePlan,
+    TokenCounter,
+    evaluate,
+    pick_concurrency,
+    plan_requests,
+    read_journal,
+)
+from quant_dag.procs import write_json_atomic
+from quant_dag.serve.verify import supports_thinking_switch
+
+if TYPE_CHECKING:
+    from quant_dag.catalog.load import Catalog
+    from quant_dag.serve.server import VllmServer
+
+
+def load_plan(cat: "Catalog", name: str) -> SuitePlan:
+    """The suite's samples, loaded and rendered; raises DatasetError naming the file, row and field."""
+    from quant_dag.evaluate.datasets import DatasetSource, load_samples
+
+    b = cat.benchmarks[name]
+    data_path = cat.benchmark_path(name)
+    d = b.dataset
+    given = d.hub or data_path or d.generate is not None
+    source = DatasetSource(
+        hub=d.hub, config=d.config, split=d.split, revision=d.revision,
+        path=str(data_path) if data_path else None, generate=dict(d.generate) if d.generate is not None else None,
+    ) if given else None  # None: the task's default source (its hub dataset, the package's data, a generator)  # fmt: skip
+    samples, revision = load_samples(b.task, source, limit=b.limit, template=b.prompt, options=dict(b.options) or None)
+    return SuitePlan(
+        benchmark=name,
+        task=b.task,
+        samples=samples,
+        dataset_revision=revision,
+        definition=b.resolved(),
+        generation=b.generation.model_dump(),
+        thinking=b.thinking,
+        repeats=b.repeats,
+        seed=b.seed,
+        concurrency=b.concurrency,
+        timeout_s=b.request_timeout_s,
+    )
+
+
+def aggregate_rows(records: list[dict], modes: list[str]) -> list[dict]:
+    from quant_dag.evaluate.stats import aggregate
+
+    rows = []
+    for mode in modes:
+        mine = [r for r in records if r["mode"] == mode]
+        if mine:
+            rows.append({"mode": mode, **aggregate(mine)})
+    return rows
+
+
+def aggregate_table_md(rows: list[dict]) -> str:
+    if not rows:
+        return "no records"
+
+    def fmt(v: object) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    head = "| mode | samples | accuracy | 95% CI | cutoff | acc. completed | completion tok (mean) | reasoning tok (mean) | pass@k | errors |"
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        passk = ", ".join(f"@{k}={v:.2f}" for k, v in sorted((int(k), v) for k, v in (r.get("pass_at_k") or {}).items()))
+        lines.append(
+            f"| {r['mode']} | {r['n_samples']} | {fmt(r['accuracy'])} | [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | "
+            f"{fmt(r['cutoff_rate'])} | {fmt(r['accuracy_completed'])} | {fmt(r['mean_completion_tokens'])} | "
+            f"{fmt(r['mean_reasoning_tokens'])} | {passk} | {r['errors']} |"
+        )
+    return "\n".join(lines)
+
+
+class SuiteRunner:
+    """Evaluates one suite of the catalog for one (model, variant), against a server the caller owns."""
+
+    def __init__(
+        self,
+        cat: "Catalog",
+        name: str,
+        model: str,
+        variant: str,
+        workdir: Path,
+        checkpoint: Path,
+        *,
+        python: str,
+        checkpoint_id: str,
+        run_id: str,
+        vllm_version: str,
+    ):
+        self.name, self.workdir, self.checkpoint = name, workdir, checkpoint
+        self.plan = load_plan(cat, name)
+        self.prov = Provenance(model, variant, checkpoint_id, vllm_version, run_id)
+        self.switch = supports_thinking_switch(checkpoint)
+        self.journal = workdir / "journal.jsonl"
+
+    def pending(self) -> int:
+        """Requests the journal does not hold yet (0: no server needed for this suite)."""
+        return len(plan_requests(self.plan, self.prov, self.switch, read_journal(self.journal)).todo)
+
+    def _base_summary(self) -> dict:
+        return {
+            "benchmark": self.name, "task": self.plan.task, "model": self.prov.model, "variant": self.prov.variant,
+            "dataset_revision": self.plan.dataset_revision, "checkpoint_id": self.prov.checkpoint_id,
+            "vllm_version": self.prov.vllm_version, "run_id": self.prov.run_id,
+        }  # fmt: skip
+
+    def not_evaluated(self, reason: str) -> dict:
+        """What a variant that cannot be served reports: explicit, so summaries show it with the reason."""
+        summary = {**self._base_summary(), "evaluated": False, "reason": reason, "modes": [], "planned": 0,
+                   "errors": 0, "aggregates": []}  # fmt: skip
+        write_json_atomic(self.workdir / "summary.json", summary)
+        return summary
+
+    def run(self, server: "VllmServer | None", log: Callable[[str], None] | None = None) -> dict:
+        from quant_dag.evaluate.client import Endpoint
+
+        endpoint = Endpoint(server.base_url, server.api_key, server.name) if server else None
+        capacity = server.startup.get("max_concurrency") if server else None
+        concurrency = pick_concurrency(self.plan.concurrency, capacity if isinstance(capacity, float) else None)
+        tokenizer = self.checkpoint / "tokenizer.json"
+        outcome = evaluate(
+            endpoint, self.plan, self.prov, self.journal, thinking_switch=self.switch, concurrency=concurrency,
+            count=TokenCounter(self.checkpoint) if tokenizer.is_file() else None, log=log,
+        )  # fmt: skip
+        frame = to_frame(outcome.records)
+        write_parquet_atomic(frame, self.workdir / "records.parquet")
+        rows = aggregate_rows(outcome.records, outcome.modes)
+        agg_frame = pl.DataFrame([{**r, "pass_at_k": json.dumps(r.get("pass_at_k") or {})} for r in rows])
+        write_parquet_atomic(agg_frame, self.workdir / "aggregates.parquet")
+        completion = sum(r.get("completion_tokens") or 0 for r in outcome.records if r["run_id"] == self.prov.run_id)
+        summary = {
+            **self._base_summary(),
+            "evaluated": True,
+            "modes": outcome.modes,
+            "mode_notes": outcome.mode_notes,
+            "planned": len(outcome.records),
+            "sent": outcome.sent,
+            "reused": outcome.reused,
+            "errors": sum(1 for r in outcome.records if r.get("error")),
+            "aggregates": rows,
+            "wall_s": outcome.wall_s,
+            "concurrency": concurrency,
+            "output_tokens_per_s": round(completion / outcome.wall_s, 2) if outcome.sent and outcome.wall_s else None,
+            "records": str(self.workdir / "records.parquet"),
+            "aggregates_file": str(self.workdir / "aggregates.parquet"),
+            "journal": str(self.journal),
+        }
+        write_json_atomic(self.workdir / "summary.json", summary)
+        return summary
