@@ -35,7 +35,7 @@ def cmd_catalog_check(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     print(
         f"{cat.root}: ok: {len(cat.models)} models, {len(cat.recipes)} recipes, "
-        f"{len(cat.third_party)} third-party variants, {len(cat.studies)} studies, "
+        f"{len(cat.third_party)} third-party variants, {len(cat.benchmarks)} benchmark suites, {len(cat.studies)} studies, "
         f"{len(cat.quantized_pairs())} quantized variants to build"
     )
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from quant_dag.catalog.load import load_catalog
-from quant_dag.defs.endpoints import build_endpoints
+from quant_dag.defs.endpoints import build_served
 from quant_dag.defs.factories import build_assets
 from quant_dag.defs.jobs import study_jobs
 from quant_dag.defs.resources import QuantDag
@@ -25,7 +25,7 @@ def build_definitions(catalog: Path | None = None, home: Path | None = None, pro
     assets, checks = build_assets(cat)
     serve_flags = load_profile(profile).serve.options(home / "cache").flags()
     return dg.Definitions(
-        assets=assets + build_endpoints(cat, serve_flags),
+        assets=assets + build_served(cat, serve_flags),
         asset_checks=checks,
         jobs=study_jobs(cat),
         resources={"quant_dag": QuantDag(home=str(home), catalog=str(cat.root), profile=profile)},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 
 from quant_dag.catalog.load import Catalog
@@ -11,6 +13,7 @@ from quant_dag.home import ProjectHome
 CHECKS = {
     "quantized": ("config_agrees_with_tensors", "size_matches_scheme"),
     "endpoint": ("server_started", "answers_not_degenerate", "fidelity_vs_base"),
+    "benchmark": ("benchmark_complete",),
 }
 
 
@@ -51,6 +54,8 @@ def row_ok(row: dict[str, object]) -> bool:
         return False
     if row["layer"] == "endpoint" and row.get("servable") is False:
         return True
+    if row["layer"] == "benchmark" and row.get("evaluated") is False:
+        return True  # not servable here: reported with the reason
     return all(status == "SUCCEEDED" for status in row["checks"].values())  # type: ignore[union-attr]
 
 
@@ -60,7 +65,7 @@ def print_study_status(cat: Catalog, study: str, home: ProjectHome) -> bool:
         rows = study_rows(instance, cat, study)
     head = f"{'asset':56} {'time s':>7} {'peak MiB':>9} {'weights MiB':>12} {'vs base':>8} {'16-bit families':22} checks"
     print("\n" + head + "\n" + "-" * len(head))
-    for r in (r for r in rows if r["layer"] != "endpoint"):
+    for r in (r for r in rows if r["layer"] in ("checkpoint", "quantized")):
         checks = "/".join(r["checks"].values()) if r["checks"] else ""  # type: ignore[union-attr]
         fams = r.get("families_16bit") if r["layer"] == "quantized" else "(base)"
         print(
@@ -82,4 +87,29 @@ def print_study_status(cat: Catalog, study: str, home: ProjectHome) -> bool:
             f"{r['asset']:56} {_f(r.get('start_s') if served else None, '.0f'):>7} {_f(r.get('perplexity'), '.2f'):>8} "
             f"{_f(r.get('kl_vs_base'), '.4f'):>9} {_f(r.get('reasoning_field')):>10} {status}"
         )
+    print_benchmarks(rows, home)
     return all(row_ok(r) for r in rows)
+
+
+def print_benchmarks(rows: list[dict[str, object]], home: ProjectHome) -> None:
+    head = f"{'benchmark':58} {'mode':12} {'n':>4} {'accuracy [95% CI]':>20} {'cutoff':>7} {'tokens':>7} {'pass@k':>12} {'sent/reused':>11}"
+    print("\n" + head + "\n" + "-" * len(head))
+    for r in (r for r in rows if r["layer"] == "benchmark"):
+        path = home.artifacts(str(r["asset"]).split("/")) / "summary.json"
+        if not r["materialized"] or not path.is_file():
+            print(f"{r['asset']:58} NOT MATERIALIZED")
+            continue
+        summary = json.loads(path.read_text())
+        if not summary["evaluated"]:
+            print(f"{r['asset']:58} not evaluated: {summary['reason']}")
+            continue
+        for agg in summary["aggregates"]:
+            passk = agg.get("pass_at_k") or {}
+            top = max(passk, key=int) if passk else None
+            acc = f"{agg['accuracy']:.3f} [{agg['ci_low']:.2f}, {agg['ci_high']:.2f}]"
+            print(
+                f"{r['asset']:58} {agg['mode']:12} {agg['n_samples']:>4} {acc:>20} {_f(agg['cutoff_rate'], '.2f'):>7} "
+                f"{_f(agg['mean_completion_tokens'], '.0f'):>7} "
+                f"{(f'@{top}={passk[top]:.2f}' if top else '-'):>12} {summary['sent']:>5}/{summary['reused']:<5}"
+                + (f" {summary['errors']} errors" if summary["errors"] else "")
+            )

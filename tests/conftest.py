@@ -14,6 +14,17 @@ from quant_dag.catalog.load import load_catalog
 from quant_dag.home import REPO
 
 
+# Fewer samples than the demo command runs, same suites and code paths.
+DEMO_CUTS = [
+    ("dataset: {generate: {count: 40, seed: 0}}\n    generation: {temperature: 0.0, max_tokens: 48}",
+     "dataset: {generate: {count: 16, seed: 0}}\n    generation: {temperature: 0.0, max_tokens: 48}"),
+    ("dataset: {generate: {count: 40, seed: 0}}\n    generation: {temperature: 0.0, max_tokens: 64}",
+     "dataset: {generate: {count: 16, seed: 0}}\n    generation: {temperature: 0.0, max_tokens: 64}"),
+    ("    limit: 8\n    repeats: 3\n    generation: {temperature: 0.8, top_p: 0.95, max_tokens: 320}",
+     "    limit: 3\n    repeats: 2\n    generation: {temperature: 0.8, top_p: 0.95, max_tokens: 256}"),
+]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """`quant-dag demo` on the shipped catalog, with the light recipe cut further (fewer iterations and
@@ -24,7 +35,11 @@ def demo(tmp_path_factory):
     text = (catalog / "demo.yaml").read_text()
     light = "    preset: light\n    nsamples: 8\n    seqlen: 128\n    batch_size: 4\n"
     assert light in text, "the demo's light recipe changed: update this test's cut-down"
-    (catalog / "demo.yaml").write_text(text.replace(light, "    preset: light\n    iters: 2\n    nsamples: 4\n    seqlen: 64\n    batch_size: 2\n"))
+    text = text.replace(light, "    preset: light\n    iters: 2\n    nsamples: 4\n    seqlen: 64\n    batch_size: 2\n")
+    for full, cut in DEMO_CUTS:
+        assert full in text, f"the demo's benchmark suites changed ({full!r}): update this test's cut-down"
+        text = text.replace(full, cut)
+    (catalog / "demo.yaml").write_text(text)
     home = root / "home"
     cli = Path(sys.executable).parent / "quant-dag"
     proc = subprocess.run(

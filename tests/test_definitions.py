@@ -38,7 +38,8 @@ def test_demo_study_keys_groups_and_kinds():
     assert {"checkpoint/qwen3.5-35b-a3b", "quantized/qwen3.5-27b/official-fp8-27b", "quantized/qwen3.5-9b/nvfp4"} <= set(s)
     for key, spec in s.items():
         assert spec.description, key
-        assert spec.group_name == {"checkpoint": "checkpoints", "quantized": "quantized", "endpoint": "endpoints"}[key.split("/")[0]], key
+        groups = {"checkpoint": "checkpoints", "quantized": "quantized", "endpoint": "endpoints", "benchmark": "benchmarks"}
+        assert spec.group_name == groups[key.split("/")[0]], key
         assert spec.kinds, key
         assert spec.code_version, key
     q = s["quantized/tiny-qwen3.5/w4a16-rtn-g32"]
@@ -51,6 +52,35 @@ def test_demo_study_keys_groups_and_kinds():
     assert {d.asset_key.to_user_string() for d in ep.deps} == {"quantized/tiny-qwen3.5/w4a16-rtn-g32", "endpoint/tiny-qwen3.5/base"}
     assert [d.asset_key.to_user_string() for d in s["endpoint/smollm2-135m/base"].deps] == ["checkpoint/smollm2-135m"]
     assert "endpoint/qwen3.5-27b/official-fp8-27b" in s
+    # every served checkpoint runs every suite of its study, on top of its endpoint
+    for variant in ("base", "w4a16-rtn-g32", "w4a16-light-g32", "w8a16-rtn-g64"):
+        for suite in ("arithmetic", "basic-mc", "humaneval"):
+            b = s[f"benchmark/smollm2-135m/{variant}/{suite}"]
+            assert [d.asset_key.to_user_string() for d in b.deps] == [f"endpoint/smollm2-135m/{variant}"]
+    assert "benchmark/qwen3.5-27b/official-fp8-27b/gpqa-diamond" in s
+
+
+def test_endpoint_and_benchmarks_of_a_variant_are_one_subsettable_step():
+    defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"))
+    a = defs.resolve_assets_def(dg.AssetKey(["endpoint", "smollm2-135m", "w4a16-rtn-g32"]))
+    assert a.can_subset
+    assert {k.to_user_string() for k in a.keys} == {
+        "endpoint/smollm2-135m/w4a16-rtn-g32",
+        *(f"benchmark/smollm2-135m/w4a16-rtn-g32/{b}" for b in ("arithmetic", "basic-mc", "humaneval")),
+    }
+    assert a.node_def.pools == {"gpu"}
+
+
+def test_one_suite_edit_changes_exactly_its_benchmarks(tmp_path):
+    before = {k: s.code_version for k, s in specs().items()}
+    edited = tmp_path / "assets"
+    shutil.copytree(ASSETS, edited)
+    text = (edited / "demo.yaml").read_text()
+    (edited / "demo.yaml").write_text(text.replace("generation: {temperature: 0.0, max_tokens: 64}", "generation: {temperature: 0.0, max_tokens: 65}", 1))
+    after = {k: s.code_version for k, s in specs(edited).items()}
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed and all(k.startswith("benchmark/") and k.endswith("/basic-mc") for k in changed)
+    assert len(changed) == 7  # smollm2: base + 3 recipes; tiny-qwen3.5: base + 2 recipes
 
 
 def test_every_quantized_variant_has_blocking_checks():
@@ -122,5 +152,5 @@ def test_serving_flags_are_the_endpoints_code_version():
     cpu = {k: s.code_version for k, s in specs().items()}
     gpu = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"), profile="gpu-node")
     changed = {s.key.to_user_string() for s in gpu.resolve_all_asset_specs() if cpu[s.key.to_user_string()] != s.code_version}
-    assert changed and all(k.startswith("endpoint/") for k in changed)
-    assert changed == {k for k in cpu if k.startswith("endpoint/")}
+    # the endpoints and, below them, every benchmark (its answers depend on how it is served); nothing upstream
+    assert changed == {k for k in cpu if k.startswith(("endpoint/", "benchmark/"))}

