@@ -176,3 +176,13 @@ def test_concurrency_follows_the_server_capacity():
     assert pick_concurrency(5, 22.75) == 5
     assert pick_concurrency(None, 500.0) == 64
     assert pick_concurrency(None, None) == 8
+
+
+def test_without_request_seeds_records_claim_none_and_repeats_stay_apart(tmp_path):
+    plan = make_plan(3, repeats=2, modes=(False,))
+    plan.send_seed = False
+    with Stub() as stub:
+        out = run(stub, plan, tmp_path / "j.jsonl")
+    assert all("seed" not in r for r in stub.requests)
+    assert all(r["seed"] is None and "seed" not in json.loads(r["params"]) for r in out.records)
+    assert len({r["key"] for r in out.records}) == 6  # (sample, repeat) still one key each

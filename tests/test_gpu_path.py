@@ -186,3 +186,39 @@ def test_servability_follows_what_vllm_cpu_can_load(tmp_path):
     int8_w8a8["config_groups"]["group_0"]["input_activations"] = {"num_bits": 8, "dynamic": True}
     assert servable_on("cpu", ckpt("w8a8", {"model_type": "llama", "quantization_config": int8_w8a8}), sys.executable).servable
     assert all(servable_on("cuda", p, sys.executable).servable for p in (llama, nvfp4, fp8, moe, w8))
+
+
+def test_qwen35_servability_on_cpu_needs_head_dims_and_the_plugin(tmp_path):
+    import sys
+
+    from quant_dag.serve.plan import qwen35_importable, servable_on
+
+    def ckpt(name: str, dims: int) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        cfg = {"model_type": "qwen3_5_text", "linear_key_head_dim": dims, "linear_value_head_dim": dims}
+        (d / "config.json").write_text(json.dumps(cfg))
+        return d
+
+    # the project's own environment registers quant_dag.serve.vllm_plugin with vLLM (pyproject entry point)
+    assert qwen35_importable(sys.executable)
+    assert servable_on("cpu", ckpt("d128", 128), sys.executable).servable
+    narrow = servable_on("cpu", ckpt("d32", 32), sys.executable)
+    assert not narrow.servable and "head dims 64 or 128" in narrow.reason
+    # a runtime with neither torchvision nor the plugin (a bare interpreter) cannot import vLLM's Qwen3.5 code
+    bare = servable_on("cpu", ckpt("bare", 128), "/usr/bin/python3")
+    assert not bare.servable and "plugin" in bare.reason
+
+
+def test_vllm_plugin_points_the_torchvision_only_module_at_its_pillow_twin():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from quant_dag.serve import vllm_plugin as p; p.register();"
+        "from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize;"  # vLLM's import
+        "import transformers.models.qwen2_vl.image_processing_qwen2_vl as m;"
+        "print(m.__name__, smart_resize(448, 448) == (448, 448), 'torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["transformers.models.qwen2_vl.image_processing_pil_qwen2_vl", "True", "False"]

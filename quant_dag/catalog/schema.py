@@ -71,11 +71,22 @@ DownloadSource = Annotated[
 ]
 
 
+class ModelServe(_Strict):
+    """Serving flags a model needs whatever the profile (e.g. its reasoning parser); they join the profile's."""
+
+    reasoning_parser: str | None = None  # e.g. qwen3: thinking goes to the `reasoning` field
+    extra_args: tuple[str, ...] = ()
+
+    def flags(self) -> list[str]:
+        return (["--reasoning-parser", self.reasoning_parser] if self.reasoning_parser else []) + list(self.extra_args)
+
+
 class Model(_Strict):
     name: Name
     source: Source
     description: str = ""
     multimodal: bool = False  # has a vision tower that must stay 16-bit
+    serve: ModelServe = ModelServe()
 
 
 class Recipe(_Strict):

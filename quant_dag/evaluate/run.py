@@ -38,6 +38,7 @@ class SuitePlan:
     thinking: tuple[bool, ...] = (False,)
     repeats: int = 1
     seed: int = 0
+    send_seed: bool = True  # per-request seeds (reproducible sampling); off where the server crashes on them
     concurrency: int | None = None
     timeout_s: float = 1800
 
@@ -177,15 +178,17 @@ def plan_requests(plan: SuitePlan, prov: Provenance, switch: bool, done: dict[st
             messages = [{"role": "user", "content": sample.prompt}]
             phash = prompt_hash(messages)
             for repeat in range(plan.repeats):
-                seed = plan.seed + repeat
-                params = {**{k: v for k, v in plan.generation.items() if v is not None}, "seed": seed}
+                seed = plan.seed + repeat if plan.send_seed else None  # a record never claims a seed it did not send
+                params = {k: v for k, v in plan.generation.items() if v is not None}
+                if seed is not None:
+                    params["seed"] = seed
                 if enable is not None:
                     params["chat_template_kwargs"] = {"enable_thinking": enable}
                 key = content_hash({
                     "model": prov.model, "variant": prov.variant, "checkpoint": prov.checkpoint_id,
                     "vllm": prov.vllm_version, "suite": plan.definition, "dataset_revision": plan.dataset_revision,
                     "mode": label, "sample": sample.id, "prompt": phash, "repeat": repeat, "params": params,
-                })  # fmt: skip
+                })  # fmt: skip (without a seed, the repeat index alone keeps repeats apart)
                 planned.append(key)
                 if key in done and not done[key].get("error"):
                     continue

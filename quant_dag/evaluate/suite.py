@@ -108,9 +108,11 @@ class SuiteRunner:
         checkpoint_id: str,
         run_id: str,
         vllm_version: str,
+        send_seed: bool = True,
     ):
         self.name, self.workdir, self.checkpoint = name, workdir, checkpoint
         self.plan = load_plan(cat, name)
+        self.plan.send_seed = send_seed
         self.prov = Provenance(model, variant, checkpoint_id, vllm_version, run_id)
         self.switch = supports_thinking_switch(checkpoint)
         self.journal = workdir / "journal.jsonl"
@@ -132,6 +134,17 @@ class SuiteRunner:
                    "errors": 0, "aggregates": []}  # fmt: skip
         write_json_atomic(self.workdir / "summary.json", summary)
         return summary
+
+    def _builds(self, records: list[dict]) -> dict:
+        """This suite's metrics per vLLM build (history.parquet) and the comparison with the previous build."""
+        from quant_dag.evaluate.history import build_history, compare_with_previous_build
+
+        journal = read_journal(self.journal)
+        history = build_history(journal, records, self.prov.vllm_version)
+        write_parquet_atomic(history, self.workdir / "history.parquet")
+        cmp = compare_with_previous_build(journal, records, self.prov.vllm_version)
+        return {"previous": cmp.previous, "regressions": cmp.regressions, "lines": cmp.lines,
+                "history": history.to_dicts(), "history_file": str(self.workdir / "history.parquet")}  # fmt: skip
 
     def run(self, server: "VllmServer | None", log: Callable[[str], None] | None = None) -> dict:
         from quant_dag.evaluate.client import Endpoint
@@ -167,5 +180,6 @@ class SuiteRunner:
             "aggregates_file": str(self.workdir / "aggregates.parquet"),
             "journal": str(self.journal),
         }
+        summary["builds"] = self._builds(outcome.records)
         write_json_atomic(self.workdir / "summary.json", summary)
         return summary

