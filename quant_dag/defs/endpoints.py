@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -32,8 +33,10 @@ from quant_dag.defs.factories import (
     third_party_path,
 )
 from quant_dag.defs.resources import QuantDag
+from quant_dag.defs.runtime import RUNTIME_KEY, serving_python
 from quant_dag.procs import write_json_atomic
 from quant_dag.serve.endpoint import REFERENCE_FILE, EndpointRecord, FidelityLimits, load_record, new_record, verify_running
+from quant_dag.serve.server import ServerFailed
 from quant_dag.serve.plan import Servability, auto_tensor_parallel, kv_cache_bytes, servable_on
 
 BASE = "base"
@@ -120,6 +123,29 @@ def _results(key: dg.AssetKey, record: EndpointRecord, is_variant: bool) -> list
     return out
 
 
+def _load_failure(ekey, is_variant, do_endpoint, checked, previous, version, exc) -> Iterator[dg.MaterializeResult]:
+    """A checkpoint vLLM cannot load: the endpoint is recorded with a failed server_started check that names the
+    build that did load it before (a regression of the runtime, not of the checkpoint), then the step fails."""
+    if not do_endpoint:
+        return
+    loaded_before = previous is not None and previous.servable and bool(previous.vllm_version)
+    if loaded_before and previous.vllm_version != version:
+        why = f"vLLM {version} failed to load it; vLLM {previous.vllm_version} loaded it before"
+    else:
+        why = f"vLLM {version} failed to load it"
+    tail = str(exc)[-1500:]
+    names = ["server_started", "answers_not_degenerate"] + (["fidelity_vs_base"] if is_variant else [])
+    results = [
+        dg.AssetCheckResult(asset_key=ekey, check_name=n, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                            description=why if n == "server_started" else f"not run: {why}",
+                            metadata={"vllm_log_tail": dg.MetadataValue.md(f"```\n{tail}\n```")} if n == "server_started" else {})
+        for n in names
+    ]  # fmt: skip
+    meta = {"servable": True, "loaded": False, "vllm_version": version, "load_error": why,
+            "previous_vllm_version": previous.vllm_version if previous else ""}  # fmt: skip
+    yield dg.MaterializeResult(asset_key=ekey, metadata=meta, check_results=checked(results))
+
+
 def endpoint_failures(record: EndpointRecord | None) -> list[str]:
     """Why benchmarks must not run on this endpoint (empty: they may)."""
     if record is None:
@@ -161,12 +187,24 @@ def _benchmark_checks(key: dg.AssetKey, summary: dict) -> list[dg.AssetCheckResu
         passed, text = False, f"{errors} of {planned} requests ended in an error (retried on the next run)"
     else:
         passed, text = True, f"all {planned} requests answered and scored"
-    return [
+    out = [
         dg.AssetCheckResult(
             asset_key=key, check_name="benchmark_complete", passed=passed, description=text,
             severity=dg.AssetCheckSeverity.WARN, metadata={"errors": errors, "planned": planned},
         )
     ]  # fmt: skip
+    builds = summary.get("builds") or {}
+    if summary["evaluated"]:
+        regressions, lines = builds.get("regressions", []), builds.get("lines", [])
+        if builds.get("previous") is None:
+            text = "no earlier vLLM build answered these samples: nothing to compare"
+        else:
+            text = "; ".join(regressions or lines) or f"no comparable mode vs vLLM {builds['previous']}"
+        out.append(dg.AssetCheckResult(
+            asset_key=key, check_name="no_regression_vs_previous_build", passed=not regressions, description=text,
+            severity=dg.AssetCheckSeverity.ERROR, metadata={"previous_vllm_version": builds.get("previous") or ""},
+        ))  # fmt: skip
+    return out
 
 
 def _benchmark_metadata(summary: dict, server: dict | None) -> dict[str, object]:
@@ -197,6 +235,13 @@ def _benchmark_metadata(summary: dict, server: dict | None) -> dict[str, object]
             meta[name] = summary[name]
     if summary.get("mode_notes"):
         meta["mode_notes"] = "; ".join(summary["mode_notes"])
+    history = (summary.get("builds") or {}).get("history") or []
+    if history:  # this suite on every vLLM build that answered the same samples
+        rows = "\n".join(f"| {h['vllm_version']} | {h['mode']} | {h['records']} | {h['coverage']:.2f} | {h['accuracy']:.3f} | "
+                         f"{h['cutoff_rate']:.3f} |" for h in history)  # fmt: skip
+        meta["accuracy_by_vllm_build"] = dg.MetadataValue.md(
+            "| vLLM | mode | records | coverage | accuracy | cutoff |\n|---|---|---|---|---|---|\n" + rows
+        )
     if server:
         meta["server"] = dg.MetadataValue.json(server)
     return meta
@@ -207,11 +252,12 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
     ekey = endpoint_key(model, variant)
     is_variant = variant != BASE
     upstream = quantized_key(model, variant) if is_variant else checkpoint_key(model)
-    endpoint_cv = content_hash({"flags": serve_flags, "vllm": vllm_version()})
+    model_serve = cat.models[model].serve
+    endpoint_cv = content_hash({"flags": serve_flags + model_serve.flags(), "vllm": vllm_version()})
     specs = [
         dg.AssetSpec(
             ekey,
-            deps=[upstream] + ([endpoint_key(model, BASE)] if is_variant else []),
+            deps=[upstream, RUNTIME_KEY] + ([endpoint_key(model, BASE)] if is_variant else []),
             group_name="endpoints",
             kinds={"vllm"},
             code_version=endpoint_cv,
@@ -256,6 +302,13 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
                 "benchmark_complete", asset=bkey, description="Every planned request was answered and scored, none errored."
             )
         )
+        checks.append(
+            dg.AssetCheckSpec(
+                "no_regression_vs_previous_build", asset=bkey,
+                description="Accuracy on the same samples is not significantly lower than with the previous vLLM build "
+                "(paired bootstrap over samples, per mode).",
+            )
+        )  # fmt: skip
 
     @dg.multi_asset(
         name="serve__" + "__".join(part.replace("-", "_").replace(".", "_") for part in (model, variant)),
@@ -270,7 +323,7 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
 
         home = quant_dag.paths()
         profile = quant_dag.run_profile()
-        python = profile.serve.python or sys.executable
+        python = serving_python(home, profile)
         ckpt = checkpoint_path_of(cat, quant_dag, model, variant)
         device = "cpu" if profile.quantize.device == "cpu" else "cuda"
         selected = context.selected_asset_keys
@@ -280,6 +333,9 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
         servability = servable_on(device, ckpt, python)
         context.log.info(f"servable on {device}: {servability.servable} ({servability.reason})")
         options = profile.serve.options(home.root / "cache")
+        if model_serve.reasoning_parser:  # the model's own parser wins over the profile's
+            options.reasoning_parser = model_serve.reasoning_parser
+        options.extra_args = [*options.extra_args, *model_serve.extra_args]
         edir = home.artifacts(ekey.path)
 
         def checked(results: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
@@ -288,7 +344,8 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
         runners = {
             k: SuiteRunner(cat, name, model, variant, home.artifacts(k.path), ckpt, python=python,
                            checkpoint_id=checkpoint_id(cat, model, variant), run_id=context.run_id,
-                           vllm_version=runtime_vllm_version(python) if servability.servable else "")  # fmt: skip
+                           vllm_version=runtime_vllm_version(python) if servability.servable else "",
+                           send_seed=profile.serve.request_seed)  # fmt: skip
             for k, name in benches
         }  # loads every dataset before any server starts: bad data fails fast
         if not servability.servable:
@@ -321,8 +378,13 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
             srv = None
             server_info = None
             if need_server:
+                previous = load_record(edir)  # the last verification, before this run overwrites it
                 record = new_record(servability, options, edir)
-                srv = stack.enter_context(VllmServer(ckpt, options, Path(record.log), python=python))
+                try:
+                    srv = stack.enter_context(VllmServer(ckpt, options, Path(record.log), python=python))
+                except ServerFailed as exc:
+                    yield from _load_failure(ekey, is_variant, do_endpoint, checked, previous, runtime_vllm_version(python), exc)
+                    raise dg.Failure(f"{ekey.to_user_string()}: {str(exc)[:4000]}") from None
                 server_info = {"run_id": context.run_id, "pid": srv.proc.pid if srv.proc else None, "port": srv.port,
                                "started_at": time.time(), "start_s": srv.started_s}  # fmt: skip
                 with open(edir / "server_starts.jsonl", "a") as fh:  # one line per server start: sharing is auditable

@@ -5,16 +5,19 @@ import dagster as dg
 from quant_dag.catalog.load import Catalog
 from quant_dag.defs.endpoints import BASE, benchmark_key, endpoint_key
 from quant_dag.defs.factories import checkpoint_key, quantized_key
+from quant_dag.defs.runtime import RUNTIME_KEY
 
 
 def study_keys(cat: Catalog, study_name: str) -> list[dg.AssetKey]:
     study = cat.studies[study_name]
     variants = cat.study_variants(study_name)
-    keys = [checkpoint_key(m) for m in study.models]
+    keys = [RUNTIME_KEY] + [checkpoint_key(m) for m in study.models]  # observes the vLLM build it serves with
     keys += [quantized_key(m, v) for m, v in variants]
     served = [(m, BASE) for m in study.models] + variants
     keys += [endpoint_key(m, v) for m, v in served]
     keys += [benchmark_key(m, v, b) for m, v in served for b in study.benchmarks]
+    if study.benchmarks:
+        keys.append(dg.AssetKey(["summary", study_name]))
     return keys
 
 
