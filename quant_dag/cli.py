@@ -83,6 +83,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     cmd = dagster + ["job", "execute", "-m", "quant_dag.definitions", "-j", study_job_name(args.study)]
     print(f"$ {' '.join(cmd[2:])}   (DAGSTER_HOME={env['DAGSTER_HOME']})", flush=True)
     rc = subprocess.call(cmd, env=env, cwd=REPO)
+    if rc != 0 and cat.studies[args.study].benchmarks:
+        # a failed step skips what is below it; the summary still shows what exists, and why the rest is missing
+        select = f"summary/{args.study}"
+        print(f"$ dagster asset materialize --select {select}   (the run failed: summarize what exists)", flush=True)
+        subprocess.call(dagster + ["asset", "materialize", "-m", "quant_dag.definitions", "--select", select], env=env, cwd=REPO)
     ok = print_study_status(cat, args.study, home)
     print(
         textwrap.dedent(
@@ -93,6 +98,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     )
     return 0 if rc == 0 and ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a study's report folder (Markdown, HTML, PNG, Parquet, CSV) from the project home, no Dagster run."""
+    from quant_dag.defs.summary import study_served
+    from quant_dag.summary.report import main_table_md, write_report
+    from quant_dag.summary.tables import load_study
+
+    home = ProjectHome(Path(args.home).resolve())
+    cat = load_catalog(args.catalog)
+    if args.study not in cat.studies:
+        print(f"no study {args.study!r} in {cat.root} (known: {', '.join(cat.studies)})", file=sys.stderr)
+        return 2
+    data = load_study(home.root, study_served(cat, args.study), list(cat.studies[args.study].benchmarks), args.study)
+    out = Path(args.out).resolve() if args.out else home.root / "reports" / args.study
+    files = write_report(data, out)
+    print(main_table_md(data))
+    print(f"\n{len(files)} files in {out}: open {out / 'report.html'}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """Where one result came from: the target and everything upstream of it, read from the instance."""
+    from quant_dag.lineage import cmd_lineage as lineage_main
+
+    return lineage_main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +146,21 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--home", default=str(home_dir()), help="project home (default: %(default)s)")
         p.add_argument("--profile", default=None, help="resource profile in resources/ (default: local-cpu)")
         p.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="write a study's report folder (Markdown, HTML, PNG, Parquet, CSV)")
+    rep.add_argument("study")
+    rep.add_argument("--catalog", default=str(catalog_dir()), help="catalog folder (default: %(default)s)")
+    rep.add_argument("--home", default=str(home_dir()), help="project home (default: %(default)s)")
+    rep.add_argument("--out", default=None, help="report folder (default: <home>/reports/<study>)")
+    rep.set_defaults(func=cmd_report)
+
+    lin = sub.add_parser("lineage", help="a result's upstream chain: runs, code versions, recipe hash, vLLM, checks")
+    lin.add_argument("target", help="asset key (benchmark/<model>/<variant>/<suite>) or <study>/<variant>/<suite>")
+    lin.add_argument("--catalog", default=str(catalog_dir()), help="catalog folder (default: %(default)s)")
+    lin.add_argument("--home", default=str(home_dir()), help="project home (default: %(default)s)")
+    lin.add_argument("--profile", default=None, help="resource profile the study ran with (default: local-cpu)")
+    lin.add_argument("--json", action="store_true", help="print the rows as JSON")
+    lin.set_defaults(func=cmd_lineage)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

