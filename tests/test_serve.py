@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -192,3 +193,52 @@ def test_kill_9_of_the_step_leaves_no_vllm_process(smollm2, tmp_path):
     step.wait()
     gone, alive = psutil.wait_procs(server_tree, timeout=30)
     assert not alive, f"orphans after kill -9 of the step: {[p.pid for p in alive]}"
+
+
+def test_a_checkpoint_that_stops_loading_fails_server_started_naming_the_build_that_loaded_it(smollm2, tmp_path):
+    """Through Dagster: the endpoint is recorded with a failed check naming both builds, the step fails, no
+    benchmark runs, and no vLLM process is left."""
+    import dagster as dg
+
+    from quant_dag.definitions import build_definitions
+
+    base, _ = smollm2
+    bad = tmp_path / "ckpt"
+    shutil.copytree(base, bad)
+    tensors = load_file(str(bad / "model.safetensors"))
+    tensors["model.norm.weight"] = tensors["model.norm.weight"][:7].clone()  # a shape vLLM cannot load
+    save_file(tensors, str(bad / "model.safetensors"), metadata={"format": "pt"})
+    catalog = tmp_path / "assets"
+    catalog.mkdir()
+    (catalog / "c.yaml").write_text(textwrap.dedent(f"""
+        models:
+          - name: m
+            source: {{path: {bad}}}
+        benchmarks:
+          - name: b
+            task: arithmetic
+            dataset: {{generate: {{count: 2}}}}
+        studies:
+          - name: s
+            models: [m]
+            benchmarks: [b]
+        """))  # fmt: skip
+    home = tmp_path / "home"
+    edir = home / "artifacts" / "endpoint" / "m" / "base"
+    edir.mkdir(parents=True)
+    (edir / "endpoint.json").write_text(json.dumps({"servable": True, "reason": "", "vllm_version": "0.31.0"}))
+    defs = build_definitions(catalog=catalog, home=home)
+    before = {p.pid for p in psutil.process_iter()}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("study_s").execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        key = dg.AssetKey(["endpoint", "m", "base"])
+        meta = instance.get_latest_materialization_event(key).asset_materialization.metadata
+        assert meta["loaded"].value is False
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key([dg.AssetCheckKey(key, "server_started")])
+        evaluation = next(iter(check.values())).evaluation
+        assert evaluation.passed is False
+        assert "failed to load it; vLLM 0.31.0 loaded it before" in evaluation.description
+        assert instance.get_latest_materialization_event(dg.AssetKey(["benchmark", "m", "base", "b"])) is None
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and "vllm" in " ".join(p.info["cmdline"] or [])]
+    assert not left, left
