@@ -180,3 +180,15 @@ def test_automation_sensor_runs_by_default_and_the_nightly_schedule_waits_to_be_
     job = defs.resolve_job_def("observe_vllm_runtime")
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} | {
         k.to_user_string() for k in job.asset_layer.asset_graph.observable_asset_keys} >= {"vllm/runtime"}
+
+
+def test_the_readme_command_turns_the_nightly_schedule_on(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "QUANT_DAG_HOME": str(tmp_path / "home")}
+    dagster = [str(Path(sys.executable).parent / "dagster"), "schedule"]
+    run = lambda *args: subprocess.run([*dagster, *args, "-m", "quant_dag.definitions"], cwd=REPO, env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    started = run("start", "observe_vllm_runtime_schedule")
+    assert started.returncode == 0, started.stdout + started.stderr
+    listed = run("list")
+    line = next(ln for ln in listed.stdout.splitlines() if "observe_vllm_runtime_schedule" in ln)
+    assert "RUNNING" in line.upper(), listed.stdout
