@@ -61,15 +61,23 @@ def ui_command(home: Path, catalog: Path, profile: str | None = None) -> str:
     return f"cd {shlex.quote(str(REPO))} && {env} {dagster} dev -w workspace.yaml"
 
 
+def _study_args(args: argparse.Namespace) -> tuple[ProjectHome, Catalog | None]:
+    """The project home and the catalog, or None (with the reason printed) when the study is not in it."""
+    home = ProjectHome(Path(args.home).resolve())
+    cat = load_catalog(args.catalog)
+    if args.study not in cat.studies:
+        print(f"no study {args.study!r} in {cat.root} (known: {', '.join(cat.studies)})", file=sys.stderr)
+        return home, None
+    return home, cat
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Materialize one study's assets with the real `dagster job execute` into the persistent instance."""
     from quant_dag.defs.jobs import study_job_name
     from quant_dag.report import print_study_status
 
-    home = ProjectHome(Path(args.home).resolve())
-    cat = load_catalog(args.catalog)
-    if args.study not in cat.studies:
-        print(f"no study {args.study!r} in {cat.root} (known: {', '.join(cat.studies)})", file=sys.stderr)
+    home, cat = _study_args(args)
+    if cat is None:
         return 2
     env = {
         **os.environ,
@@ -106,10 +114,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from quant_dag.summary.report import main_table_md, write_report
     from quant_dag.summary.tables import load_study
 
-    home = ProjectHome(Path(args.home).resolve())
-    cat = load_catalog(args.catalog)
-    if args.study not in cat.studies:
-        print(f"no study {args.study!r} in {cat.root} (known: {', '.join(cat.studies)})", file=sys.stderr)
+    home, cat = _study_args(args)
+    if cat is None:
         return 2
     data = load_study(home.root, study_served(cat, args.study), list(cat.studies[args.study].benchmarks), args.study)
     out = Path(args.out).resolve() if args.out else home.root / "reports" / args.study
