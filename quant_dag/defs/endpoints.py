@@ -393,14 +393,16 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
             if do_endpoint:
                 assert srv is not None
                 record = verify_running(srv, ckpt, edir, record, base_reference=base_ref)
-                meta = {**_endpoint_metadata(record, ckpt, held), "server": dg.MetadataValue.json(server_info)}
+                meta = {**_endpoint_metadata(record, ckpt, held), "server": dg.MetadataValue.json(server_info),
+                        "served_checkpoint": dg.MetadataValue.asset(upstream)}  # a link in the UI
                 yield dg.MaterializeResult(asset_key=ekey, metadata=meta, check_results=checked(_results(ekey, record, is_variant)))
                 problems = endpoint_failures(record)
                 if problems and runners:
                     raise dg.Failure(f"{ekey.to_user_string()} failed verification, its benchmarks do not run: " + "; ".join(problems))
             for k, runner in runners.items():
                 summary = runner.run(srv, log=context.log.info)
-                yield dg.MaterializeResult(asset_key=k, metadata=_benchmark_metadata(summary, server_info),
+                meta = {**_benchmark_metadata(summary, server_info), "endpoint": dg.MetadataValue.asset(ekey)}
+                yield dg.MaterializeResult(asset_key=k, metadata=meta,
                                            check_results=checked(_benchmark_checks(k, summary)))  # fmt: skip
 
     return _served
