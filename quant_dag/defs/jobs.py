@@ -1,4 +1,4 @@
-"""One job per study: every asset the study names, from checkpoints to benchmarks."""
+"""One job per study: every asset the study names, from the vLLM runtime and checkpoints to its summary."""
 
 import dagster as dg
 
