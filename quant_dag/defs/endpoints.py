@@ -343,7 +343,7 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
 
         runners = {
             k: SuiteRunner(cat, name, model, variant, home.artifacts(k.path), ckpt, python=python,
-                           checkpoint_id=checkpoint_id(cat, model, variant), run_id=context.run_id,
+                           checkpoint_id=checkpoint_id(cat, model, variant), run_id=context.run.run_id,
                            vllm_version=runtime_vllm_version(python) if servability.servable else "",
                            send_seed=profile.serve.request_seed)  # fmt: skip
             for k, name in benches
@@ -385,7 +385,7 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
                 except ServerFailed as exc:
                     yield from _load_failure(ekey, is_variant, do_endpoint, checked, previous, runtime_vllm_version(python), exc)
                     raise dg.Failure(f"{ekey.to_user_string()}: {str(exc)[:4000]}") from None
-                server_info = {"run_id": context.run_id, "pid": srv.proc.pid if srv.proc else None, "port": srv.port,
+                server_info = {"run_id": context.run.run_id, "pid": srv.proc.pid if srv.proc else None, "port": srv.port,
                                "started_at": time.time(), "start_s": srv.started_s}  # fmt: skip
                 with open(edir / "server_starts.jsonl", "a") as fh:  # one line per server start: sharing is auditable
                     fh.write(json.dumps(server_info) + "\n")
