@@ -144,6 +144,7 @@ def test_benchmarks_evaluated_per_sample_on_every_served_variant(demo):
             # provenance on every record
             assert set(records["vllm_version"]) == {m["vllm_version"]} and set(records["dataset_revision"]) == {m["dataset_revision"]}
             assert set(records["checkpoint_id"]) == {m["checkpoint_id"]}
+            assert set(records["asset_key"]) == {f"benchmark/{model}/{variant}/{suite}"}
             assert records["finish_reason"].is_in(["stop", "length"]).all()
             assert (records["completion_tokens"] > 0).all() and records["token_source"].is_not_null().all()
             if model == "smollm2-135m":  # no thinking switch: one default-mode run, and the asset says why
@@ -248,6 +249,8 @@ def test_summary_materialized_with_charts_and_explicit_missing_data(demo):
     base_summary = json.loads((home / "artifacts/benchmark/smollm2-135m/base/arithmetic/summary.json").read_text())
     assert acc["value"].to_list() == [base_summary["aggregates"][0]["accuracy"]]
     assert set(long["vllm_version"].drop_nulls()) == {meta(instance, "endpoint", "smollm2-135m", "base")["vllm_version"]}
+    gen = json.loads(long.filter(pl.col("asset") == "benchmark/smollm2-135m/base/humaneval")["generation"].drop_nulls()[0])
+    assert gen["temperature"] == cat.benchmarks["humaneval"].generation.temperature and gen["repeats"] == 2
     assert "summary/demo:" in proc.stdout and "report:" in proc.stdout
 
 

@@ -55,6 +55,7 @@ def test_records_carry_what_the_issue_asks_and_scores_are_right(tmp_path):
     assert len(out.records) == 6 * 2 * 2 and out.sent == 24 and out.reused == 0
     for r in out.records:
         assert r["vllm_version"] == "0.0-test" and r["checkpoint_id"] == "recipe:abc" and r["dataset_revision"] == "toy-v1"
+        assert r["asset_key"] == "benchmark/m/v/toy" and r["run_id"] == "r1"
         assert r["prompt_hash"] and r["params_hash"] and r["latency_s"] >= 0 and r["finish_reason"] == "stop"
         assert json.loads(r["params"])["seed"] == 7 + r["repeat"]
         # the stub answers \boxed{2i} unless its hash says otherwise: the score must follow the content

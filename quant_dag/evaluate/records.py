@@ -19,6 +19,7 @@ import polars as pl
 # Column order of the Parquet table (and the documented record schema).
 COLUMNS: dict[str, pl.DataType] = {
     "key": pl.String(),
+    "asset_key": pl.String(),  # benchmark/<model>/<variant>/<suite>
     "model": pl.String(),
     "variant": pl.String(),
     "benchmark": pl.String(),

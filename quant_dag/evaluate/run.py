@@ -193,7 +193,8 @@ def plan_requests(plan: SuitePlan, prov: Provenance, switch: bool, done: dict[st
                 if key in done and not done[key].get("error"):
                     continue
                 todo.append({
-                    "key": key, "model": prov.model, "variant": prov.variant, "benchmark": plan.benchmark,
+                    "key": key, "asset_key": f"benchmark/{prov.model}/{prov.variant}/{plan.benchmark}",
+                    "model": prov.model, "variant": prov.variant, "benchmark": plan.benchmark,
                     "task": plan.task, "mode": label, "sample_id": sample.id, "repeat": repeat, "seed": seed,
                     "params": json.dumps(params, sort_keys=True), "params_hash": content_hash(params),
                     "prompt_hash": phash, "reference": sample.reference if sample.kind != "code" else None,

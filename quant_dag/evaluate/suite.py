@@ -126,6 +126,9 @@ class SuiteRunner:
             "benchmark": self.name, "task": self.plan.task, "model": self.prov.model, "variant": self.prov.variant,
             "dataset_revision": self.plan.dataset_revision, "checkpoint_id": self.prov.checkpoint_id,
             "vllm_version": self.prov.vllm_version, "run_id": self.prov.run_id,
+            "asset_key": f"benchmark/{self.prov.model}/{self.prov.variant}/{self.name}",
+            "generation": json.dumps({**self.plan.generation, "repeats": self.plan.repeats, "seed": self.plan.seed,
+                                      "per_request_seed": self.plan.send_seed}, sort_keys=True),
         }  # fmt: skip
 
     def not_evaluated(self, reason: str) -> dict:

@@ -49,7 +49,7 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
 }
 RECORDS_EMPTY_SCHEMA = {**RECORD_SCHEMA, "suite": pl.String()}
 
-PROVENANCE = ("checkpoint_id", "vllm_version", "dataset_revision", "run_id")
+PROVENANCE = ("checkpoint_id", "vllm_version", "dataset_revision", "run_id", "generation")  # generation: JSON
 LONG_SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String(),
     "model": pl.String(),
