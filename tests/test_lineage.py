@@ -13,21 +13,12 @@ import pytest
 from quant_dag.definitions import build_definitions
 from quant_dag.home import REPO
 from quant_dag.lineage import TargetError, format_lineage, lineage
+from tests.demo_run import demo_run_id, meta
 
 MODEL, RECIPE, SUITE = "smollm2-135m", "w4a16-light-g32", "arithmetic"
 # light, not rtn: another e2e test rematerializes a w4a16-rtn-g32 benchmark in the same instance
 TARGET = f"benchmark/{MODEL}/{RECIPE}/{SUITE}"
 CHAIN = [f"checkpoint/{MODEL}", f"quantized/{MODEL}/{RECIPE}", f"endpoint/{MODEL}/base", f"endpoint/{MODEL}/{RECIPE}", TARGET]
-
-
-def demo_run_id(instance: dg.DagsterInstance) -> str:
-    return instance.get_runs(dg.RunsFilter(job_name="study_demo"))[-1].run_id  # the oldest: the demo command's run
-
-
-def endpoint_meta(instance: dg.DagsterInstance, key: str) -> dict:
-    event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
-    assert event is not None and event.asset_materialization is not None, key
-    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
 
 
 def cli(home, catalog, *args: str) -> subprocess.CompletedProcess:
@@ -68,7 +59,7 @@ def test_benchmark_lineage_lists_the_chain_with_run_recipe_and_vllm(demo, demo_d
     bench = by_key[TARGET]["metadata"]
     assert bench["checkpoint_id"] == f"recipe:{recipe_hash}" and bench["dataset_revision"]
     assert 0 <= bench["accuracy/default"] <= 1 and bench["requests_sent"] + bench["requests_reused"] > 0
-    vllm = endpoint_meta(instance, CHAIN[3])["vllm_version"]
+    vllm = meta(instance, CHAIN[3])["vllm_version"]
     assert by_key[CHAIN[3]]["metadata"]["vllm_version"] == vllm == bench["vllm_version"]
     assert 0 < by_key[CHAIN[3]]["metadata"]["kl_vs_base"] < 0.5 and by_key[CHAIN[3]]["metadata"]["servable"] is True
     assert by_key[CHAIN[0]]["metadata"]["weights_bytes"] > 0

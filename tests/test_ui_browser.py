@@ -31,6 +31,7 @@ import pytest
 from quant_dag.definitions import build_definitions
 from quant_dag.home import REPO
 from quant_dag.lineage import lineage
+from tests.demo_run import materialization
 
 BENCHMARK = "benchmark/smollm2-135m/base/arithmetic"
 VARIANT_BENCHMARK = "benchmark/smollm2-135m/w4a16-rtn-g32/arithmetic"
@@ -299,12 +300,6 @@ def ui(request, tmp_path_factory) -> Iterator[Browser]:
         pytest.skip("no Chromium binary (apt install chromium, or set QUANT_DAG_CHROMIUM)")
     _, home, cat, _ = request.getfixturevalue("demo")
     yield from open_ui(home, cat.root, tmp_path_factory.mktemp("ui"))
-
-
-def materialization(instance: dg.DagsterInstance, key: str) -> tuple[str, dict[str, Any]]:
-    event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
-    assert event is not None and event.asset_materialization is not None, key
-    return event.run_id, {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
 
 
 def asset_links(ui: Browser) -> list[str]:

@@ -81,12 +81,23 @@ class ModelServe(_Strict):
         return (["--reasoning-parser", self.reasoning_parser] if self.reasoning_parser else []) + list(self.extra_args)
 
 
+# Benchmarks send text: vLLM then reserves no encoder cache and needs no image or video processor (Qwen3-VL's
+# video processor, which Qwen3.5 uses, needs torchvision, which PyPI has for no CPU torch).
+TEXT_ONLY = ("--limit-mm-per-prompt", '{"image": 0, "video": 0}')
+
+
 class Model(_Strict):
     name: Name
     source: Source
     description: str = ""
-    multimodal: bool = False  # has a vision tower that must stay 16-bit
+    multimodal: bool = False  # has a vision tower: it stays 16-bit, and the model is served text-only
     serve: ModelServe = ModelServe()
+
+    def serving(self) -> ModelServe:
+        """The model's own serving flags, with TEXT_ONLY for a multimodal model unless it sets its own limit."""
+        if not self.multimodal or TEXT_ONLY[0] in self.serve.extra_args:
+            return self.serve
+        return self.serve.model_copy(update={"extra_args": (*self.serve.extra_args, *TEXT_ONLY)})
 
 
 class Recipe(_Strict):

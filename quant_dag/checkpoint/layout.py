@@ -120,6 +120,11 @@ def _unpacked(packed: TensorInfo, axis: int, bits: int) -> int:
     return int(packed.shape[axis] * DTYPE_BYTES.get(packed.dtype, 4) * 8 // bits)
 
 
+# 2-D weights that are lookup tables, not Linear layers, wherever they sit (a vision tower's position table
+# `model.visual.pos_embed` would otherwise read as a 16-bit Linear that no `ignore` list declares).
+EMBEDDING_MODULE = re.compile(r"(^|\.)(\w*_)?(embed|embedding|embeddings|embed_tokens|wte|wpe)$")
+
+
 def _linear_from(module: str, parts: dict[str, TensorInfo], bits: int) -> LinearInfo | None:
     family = family_of(module + ".weight")
     nbytes = sum(t.nbytes for t in parts.values())
@@ -131,7 +136,7 @@ def _linear_from(module: str, parts: dict[str, TensorInfo], bits: int) -> Linear
         storage = "fp4-packed" if "weight_global_scale" in parts else "int-packed"
         return LinearInfo(module, family, True, storage, _unpacked(q, 1, bits), q.shape[0], nbytes)
     w = parts.get("weight")
-    if w is None or len(w.shape) != 2 or family in ("embeddings", "norms"):
+    if w is None or len(w.shape) != 2 or family in ("embeddings", "norms") or EMBEDDING_MODULE.search(module):
         return None
     quantized = w.dtype not in FLOAT16  # fp8 / int8 weights
     return LinearInfo(module, family, quantized, w.dtype, w.shape[1], w.shape[0], nbytes)

@@ -11,6 +11,9 @@ from quant_dag.checkpoint.layout import Layout
 from quant_dag.procs import python_module, run_child, write_json_atomic
 
 MARKER = "quant_dag_source.json"
+# Bump when fetch.py changes what it writes (e.g. the demo model builders): it is part of the checkpoint
+# assets' code_version, and a folder fetched by an older version is fetched again.
+FETCH_VERSION = "2"
 
 
 def ensure_checkpoint(
@@ -23,7 +26,8 @@ def ensure_checkpoint(
             raise FileNotFoundError(f"{path}: no config.json: not a checkpoint folder")
         return path, False
     marker = dest / MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("source_hash") == content_hash(source):
+    source_hash = content_hash({"source": source, "fetch": FETCH_VERSION})
+    if marker.is_file() and json.loads(marker.read_text()).get("source_hash") == source_hash:
         on_log(f"{dest}: already fetched from the same source, reusing it")
         return dest, False
     run_child(
@@ -32,7 +36,7 @@ def ensure_checkpoint(
         env=env,
         what=f"fetching checkpoint {source}",
     )
-    write_json_atomic(marker, {"source": source, "source_hash": content_hash(source)})
+    write_json_atomic(marker, {"source": source, "fetch": FETCH_VERSION, "source_hash": source_hash})
     return dest, True
 
 

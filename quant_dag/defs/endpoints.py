@@ -252,7 +252,7 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
     ekey = endpoint_key(model, variant)
     is_variant = variant != BASE
     upstream = quantized_key(model, variant) if is_variant else checkpoint_key(model)
-    model_serve = cat.models[model].serve
+    model_serve = cat.models[model].serving()
     endpoint_cv = content_hash({"flags": serve_flags + model_serve.flags(), "vllm": vllm_version()})
     specs = [
         dg.AssetSpec(

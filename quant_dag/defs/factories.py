@@ -18,13 +18,10 @@ from quant_dag.catalog.schema import Model, ThirdPartyVariant, content_hash
 from quant_dag.checkpoint.checks import CheckOutcome, Expectation, check_config_agrees, check_size
 from quant_dag import gpu
 from quant_dag.checkpoint.layout import Layout, read_config, read_layout
-from quant_dag.checkpoint.store import dir_bytes, ensure_checkpoint, write_layout_report
+from quant_dag.checkpoint.store import FETCH_VERSION, dir_bytes, ensure_checkpoint, write_layout_report
 from quant_dag.defs.resources import QuantDag
 from quant_dag.procs import write_json_atomic
 from quant_dag.quantize.run import check_group_size, plan_device, preflight, quantize
-
-FETCH_VERSION = "1"  # bump when fetch.py changes what it writes (e.g. the demo model builders)
-
 
 def package_version(dist: str) -> str:
     """A package's version from its metadata, without importing it (the code location stays light)."""

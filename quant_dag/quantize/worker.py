@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from quant_dag.procs import atomic_dir, emit
+from quant_dag.serve.vllm_plugin import torchvision_works
 
 
 def autoround_kwargs(recipe: dict, base: str, calibration: str, device: str) -> dict:
@@ -47,6 +48,24 @@ def autoround_kwargs(recipe: dict, base: str, calibration: str, device: str) -> 
     if recipe["ignore_layers"]:
         kwargs["ignore_layers"] = ",".join(recipe["ignore_layers"])
     return kwargs
+
+
+def preloaded_vlm(base: str) -> tuple[object, object] | None:
+    """(model, tokenizer) for a vision-language checkpoint that AutoRound cannot load by path here, else None.
+
+    Given a path, AutoRound builds the checkpoint's AutoProcessor, and Qwen3-VL's video processor (which
+    Qwen3.5 uses) needs torchvision, which PyPI has for no CPU torch. Given the model object, the tokenizer and
+    the tokenizer as its processor, AutoRound quantizes the same blocks (text only) and the processor files are
+    copied from the base afterwards.
+    """
+    if not (Path(base) / "preprocessor_config.json").is_file() or torchvision_works():
+        return None
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    return AutoModelForImageTextToText.from_pretrained(base, dtype="auto"), AutoTokenizer.from_pretrained(base)
+
+
+PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json", "chat_template.jinja")
 
 
 class _HideModules:
@@ -91,6 +110,10 @@ def quantize(spec: dict) -> dict:
     logging.getLogger("autoround").addHandler(_ProgressHandler())
     kwargs = autoround_kwargs(recipe, spec["base"], spec["calibration"], spec.get("device", "cpu"))
     emit("progress", step="start", autoround=ar_version, kwargs={k: v for k, v in kwargs.items() if k != "model"})
+    loaded = preloaded_vlm(spec["base"])
+    if loaded is not None:
+        emit("progress", step="preloaded", reason="vision-language checkpoint, no torchvision: model passed as object")
+        kwargs.update(model=loaded[0], tokenizer=loaded[1], processor=loaded[1])
     t0 = time.monotonic()
     with atomic_dir(out) as tmp:
         work = tmp / "autoround-out"
@@ -104,6 +127,9 @@ def quantize(spec: dict) -> dict:
         for item in produced.iterdir():
             shutil.move(str(item), tmp / item.name)
         shutil.rmtree(work)
+        for name in PROCESSOR_FILES:  # what serving a vision-language checkpoint needs, as the base had it
+            if (Path(spec["base"]) / name).is_file():
+                shutil.copyfile(Path(spec["base"]) / name, tmp / name)
         info = {
             "autoround_version": ar_version,
             "autoround_kwargs": {k: v for k, v in kwargs.items() if k != "model"},
