@@ -29,7 +29,9 @@ def demo_failures(instance: dg.DagsterInstance) -> list[str]:
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             check = event.event_specific_data
             if not check.passed:
-                out.append(f"check {check.asset_key.to_user_string()}:{check.check_name} failed: {check.description or ''}")
+                out.append(
+                    f"check {check.asset_key.to_user_string()}:{check.check_name} failed: {check.description or ''}"
+                )
     return out
 
 

@@ -70,6 +70,26 @@ def test_position_tables_are_not_linear_layers(tmp_path):
     assert "model.visual.blocks.0.attn.qkv" in names
 
 
+def test_fused_experts_are_quantizable_linears_in_the_size_prediction(tmp_path):
+    """Qwen3.5-MoE checkpoints store each layer's experts fused ([experts, out, in], no `.weight`); AutoRound writes
+    them back one Linear per expert. The prediction must count the fused tensors as weights the scheme packs."""
+    experts, hidden, inter = 4, 128, 64
+    moe = "model.layers.0.mlp.experts"
+    base = {**base_tensors(), f"{moe}.gate_up_proj": ("BF16", (experts, 2 * inter, hidden)),
+            f"{moe}.down_proj": ("BF16", (experts, hidden, inter))}  # fmt: skip
+    base_layout = read_layout(write_checkpoint(tmp_path / "base", base, None))
+    fused = [lin for lin in base_layout.linears if lin.family == "experts"]
+    assert {(lin.name, lin.in_features, lin.out_features) for lin in fused} == {
+        (f"{moe}.gate_up_proj", hidden, 2 * inter), (f"{moe}.down_proj", inter, hidden)}  # fmt: skip
+    quant = quantized_tensors(gptq_tensors)
+    for e in range(experts):
+        for proj, (i, o) in {"gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}.items():
+            quant.update(gptq_tensors(f"{moe}.{e}.{proj}", i, o))
+    ckpt = write_checkpoint(tmp_path / "q", quant, autoround_config(extra={"model.visual.blocks.0.attn.qkv": {"bits": 16}}))
+    out = check_size(ckpt, Expectation("W4A16", group_size=32, keep_16bit=("visual", "lm_head")), base_layout)
+    assert out.passed, out.summary
+
+
 def test_layout_unpacks_gptq_and_nvfp4_shapes(tmp_path):
     ar = write_checkpoint(tmp_path / "ar", quantized_tensors(gptq_tensors), autoround_config())
     nv = write_checkpoint(tmp_path / "nv", quantized_tensors(nvfp4_tensors), compressed_tensors_config(["lm_head"]))

@@ -52,8 +52,16 @@ def family_of(tensor_name: str) -> str:
     return "other"
 
 
+# transformers v5 and the real Qwen3.5 MoE checkpoints store a layer's experts fused, one 3-D tensor
+# [experts, out, in] per projection, with no `.weight` suffix.
+FUSED_EXPERTS = re.compile(r"\.experts\.(gate_up_proj|down_proj)$")
+
+
 def split_name(tensor_name: str) -> tuple[str, str]:
-    """'model.layers.0.mlp.up_proj.qweight' -> ('model.layers.0.mlp.up_proj', 'qweight')."""
+    """'model.layers.0.mlp.up_proj.qweight' -> ('model.layers.0.mlp.up_proj', 'qweight'); a fused experts
+    tensor is its own module's weight."""
+    if FUSED_EXPERTS.search(tensor_name):
+        return tensor_name, "weight"
     module, _, suffix = tensor_name.rpartition(".")
     return (module, suffix) if suffix in PARAM_SUFFIXES else (tensor_name, "")
 
@@ -136,10 +144,11 @@ def _linear_from(module: str, parts: dict[str, TensorInfo], bits: int) -> Linear
         storage = "fp4-packed" if "weight_global_scale" in parts else "int-packed"
         return LinearInfo(module, family, True, storage, _unpacked(q, 1, bits), q.shape[0], nbytes)
     w = parts.get("weight")
-    if w is None or len(w.shape) != 2 or family in ("embeddings", "norms") or EMBEDDING_MODULE.search(module):
+    fused = w is not None and len(w.shape) == 3 and FUSED_EXPERTS.search(module) is not None
+    if w is None or (len(w.shape) != 2 and not fused) or family in ("embeddings", "norms") or EMBEDDING_MODULE.search(module):
         return None
     quantized = w.dtype not in FLOAT16  # fp8 / int8 weights
-    return LinearInfo(module, family, quantized, w.dtype, w.shape[1], w.shape[0], nbytes)
+    return LinearInfo(module, family, quantized, w.dtype, w.shape[-1], w.shape[-2], nbytes)
 
 
 @dataclass
