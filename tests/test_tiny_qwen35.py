@@ -178,5 +178,5 @@ def test_each_demo_model_built_twice_is_the_same_bytes_and_answers(tiny_qwen, de
             safe_open(str(demos / "model.safetensors"), "pt") as b,
         ):
             assert set(a.keys()) == set(b.keys())
-            assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a), ours.name
+            assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys()), ours.name  # noqa: SIM118
         assert greedy(ours, smoke_prompts()) == greedy(demos, smoke_prompts())
