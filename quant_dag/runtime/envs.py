@@ -19,7 +19,6 @@ Pip runs from the calling interpreter with `pip --python <venv python>` into a v
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import json
 import os
@@ -30,8 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import TextIO
 
 from packaging.version import InvalidVersion, Version
 
+from quant_dag.procs import file_lock
 from quant_dag.runtime.index import Build, normalize
 
 READY = ".ready"
@@ -153,17 +152,6 @@ def installed_version(python: str | Path, project: str, *, timeout_s: float = 12
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"{python}: cannot read the version of {project}: {tail}")
     return proc.stdout.strip()
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # blocking: a concurrent builder of the same version is bounded by its own timeout
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _stream(
@@ -281,7 +269,8 @@ def ensure_runtime(
 
     base = runtimes_root(home)
     base.mkdir(parents=True, exist_ok=True)
-    with _locked(base / f".{target.name}.lock"):
+    # blocking: a concurrent builder of the same version is bounded by its own timeout
+    with file_lock(base / f".{target.name}.lock"):
         info = _read_ready(target)  # another process may have finished while we waited
         if info is not None:
             return _runtime(target, info)
