@@ -65,7 +65,13 @@ def preloaded_vlm(base: str) -> tuple[object, object] | None:
     return AutoModelForImageTextToText.from_pretrained(base, dtype="auto"), AutoTokenizer.from_pretrained(base)
 
 
-PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json", "chat_template.jinja")
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.jinja",
+)
+OBJECTS = ("model", "tokenizer", "processor")  # kwargs that may hold loaded objects: not recorded
 
 
 class _HideModules:
@@ -109,7 +115,7 @@ def quantize(spec: dict) -> dict:
 
     logging.getLogger("autoround").addHandler(_ProgressHandler())
     kwargs = autoround_kwargs(recipe, spec["base"], spec["calibration"], spec.get("device", "cpu"))
-    emit("progress", step="start", autoround=ar_version, kwargs={k: v for k, v in kwargs.items() if k != "model"})
+    emit("progress", step="start", autoround=ar_version, kwargs={k: v for k, v in kwargs.items() if k not in OBJECTS})
     loaded = preloaded_vlm(spec["base"])
     if loaded is not None:
         emit("progress", step="preloaded", reason="vision-language checkpoint, no torchvision: model passed as object")
@@ -132,7 +138,7 @@ def quantize(spec: dict) -> dict:
                 shutil.copyfile(Path(spec["base"]) / name, tmp / name)
         info = {
             "autoround_version": ar_version,
-            "autoround_kwargs": {k: v for k, v in kwargs.items() if k != "model"},
+            "autoround_kwargs": {k: v for k, v in kwargs.items() if k not in OBJECTS},
             "quantize_seconds": round(time.monotonic() - t0, 2),
         }
         (tmp / "quant_dag_quantize.json").write_text(json.dumps(info, indent=2, default=str))
