@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,14 +57,35 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive flock on `path` (created if missing), held for the block; the kernel drops it if we die."""
+def file_lock(path: Path, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """An exclusive flock on `path` (created if missing), held for the block; the kernel drops it if we die.
+
+    `on_wait` is called once if another process holds it (to say why a step is idle).
+    """
     with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# Machine-wide, not per project home: two demos or a demo and the tests on one machine share the same cores.
+CPU_WORK_LOCK = Path(tempfile.gettempdir()) / "quant-dag-cpu-work.lock"
+
+
+def cpu_work(on_wait: Callable[[], None] = lambda: None) -> contextlib.AbstractContextManager[None]:
+    """Held by CPU-bound torch work (training a demo model, AutoRound on the CPU): one at a time per machine.
+
+    Dagster runs several steps at once; two torch jobs each sized for all cores thrash (a 2-minute training took
+    18 minutes next to an AutoRound run on 2 cores), while one after the other both finish sooner. Serving and
+    scoring are not held back by it.
+    """
+    return file_lock(CPU_WORK_LOCK, on_wait)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -17,7 +19,7 @@ from quant_dag.catalog.schema import Recipe
 from quant_dag.checkpoint.checks import Expectation, check_config_agrees
 from quant_dag.checkpoint.layout import read_layout
 from quant_dag.checkpoint.store import ensure_checkpoint
-from quant_dag.procs import ChildFailed, atomic_dir
+from quant_dag.procs import ChildFailed, atomic_dir, cpu_work
 from quant_dag.quantize.run import quantize
 
 CALIB = Path(__file__).resolve().parent.parent / "quant_dag" / "data" / "calibration-en.jsonl"
@@ -51,6 +53,34 @@ def test_rtn_keep_linear_attn_end_to_end(tiny_qwen, tmp_path):
     assert res.layout.total_bytes < read_layout(tiny_qwen).total_bytes
     assert any(e.get("step") == "start" for e in events)
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_cpu_quantization_waits_for_the_machines_cpu_lock(tiny_qwen, tmp_path):
+    # Two CPU-bound torch jobs at once thrash on a small machine; the worker takes the machine-wide lock.
+    recipe = Recipe(name="r", scheme="W4A16", preset="rtn", group_size=32).resolved()
+    events: list[dict] = []
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(quantize(
+                base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
+                workdir=tmp_path / "work", on_log=lambda s: None, on_event=events.append,
+            ))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome.append(exc)
+
+    with cpu_work():
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.monotonic() + 300
+        while not any(e.get("step") == "waiting for the CPU lock" for e in events) and worker.is_alive():
+            assert time.monotonic() < deadline, events
+            time.sleep(0.2)
+        assert not (tmp_path / "out").exists() and not outcome, outcome
+    worker.join(600)
+    assert outcome and not isinstance(outcome[0], Exception), outcome
+    assert (tmp_path / "out" / "config.json").is_file()
 
 
 def test_llm_compressor_export_of_the_vision_language_model_and_its_ignore_check(tiny_qwen, tmp_path):

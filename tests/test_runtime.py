@@ -119,7 +119,7 @@ def test_unreachable_index_fails_fast_naming_the_url():
     t0 = time.monotonic()
     with pytest.raises(IndexUnavailable) as err:
         list_builds(url, PROJECT, timeout_s=1)
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 20  # the 1 s timeout applies (none would hang); loose bound: a busy machine
     assert err.value.kind == "unreachable" and url in str(err.value) and "timeout 1s" in str(err.value)
 
     # accepts the connection, never answers: the read times out
@@ -130,7 +130,7 @@ def test_unreachable_index_fails_fast_naming_the_url():
         t0 = time.monotonic()
         with pytest.raises(IndexUnavailable) as err:
             list_builds(url, PROJECT, timeout_s=0.3)
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 20
     assert err.value.kind == "unreachable" and "timed out after 0.3s" in str(err.value) and url in str(err.value)
 
 
@@ -205,7 +205,7 @@ def test_ensure_runtime_installs_then_caches(served):
     again = ensure_runtime(home, PROJECT, build_of(idx, DEV5), index_url=closed_port_url(), log=lines.append)
     cached_s = time.monotonic() - t0
     assert again == rt and lines == [] and idx.requests == asked + 1  # +1: build_of listed the index
-    assert cached_s < 0.5 and built_s > cached_s
+    assert built_s > cached_s  # no pip and no index request (above) is the real check, not a time bound
     assert last_good_runtime(home, PROJECT) == rt
 
 

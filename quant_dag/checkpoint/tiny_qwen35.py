@@ -22,13 +22,12 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from quant_dag.home import DATA, ENGLISH_TEXT
-from quant_dag.procs import file_lock
+from quant_dag.procs import cpu_work
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
@@ -293,11 +292,6 @@ def train(
     return loss_value
 
 
-# A machine-wide lock: two trainings at once (Dagster runs the demo's checkpoint steps in parallel) fight over
-# the cores with their fixed two threads each, and took 8.5 min where one after the other takes under 4.
-TRAIN_LOCK = Path(tempfile.gettempdir()) / "quant-dag-tiny-qwen35-train.lock"
-
-
 def build(
     dest: Path,
     *,
@@ -322,7 +316,7 @@ def build(
         config = build_config(tok, moe)
         cls = Qwen3_5MoeForConditionalGeneration if moe else Qwen3_5ForConditionalGeneration
         model = cls(config).float()  # trained in float32, saved in the config's bfloat16
-        with file_lock(TRAIN_LOCK):
+        with cpu_work():  # one CPU-bound torch job at a time on this machine
             loss = train(model, tok, steps=steps, seed=seed + 1, on_step=on_step, lr=lr)
     finally:
         torch.set_num_threads(threads)

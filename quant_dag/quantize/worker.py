@@ -9,6 +9,7 @@ One model per process: AutoRound leaves state behind that corrupts a second mode
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from quant_dag.procs import atomic_dir, emit
+from quant_dag.procs import atomic_dir, cpu_work, emit
 from quant_dag.serve.vllm_plugin import torchvision_works
 
 
@@ -120,8 +121,10 @@ def quantize(spec: dict) -> dict:
     if loaded is not None:
         emit("progress", step="preloaded", reason="vision-language checkpoint, no torchvision: model passed as object")
         kwargs.update(model=loaded[0], tokenizer=loaded[1], processor=loaded[1])
-    t0 = time.monotonic()
-    with atomic_dir(out) as tmp:
+    on_cpu = spec.get("device", "cpu") == "cpu"
+    lock = cpu_work(lambda: emit("progress", step="waiting for the CPU lock")) if on_cpu else contextlib.nullcontext()
+    with lock, atomic_dir(out) as tmp:
+        t0 = time.monotonic()  # quantize_seconds: the work, not the wait
         work = tmp / "autoround-out"
         ar = AutoRound(**kwargs)
         ar.quantize_and_save(str(work), format=recipe["format"])
