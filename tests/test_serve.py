@@ -63,6 +63,32 @@ def test_parse_startup_facts():
     }
 
 
+GPU_LOGS = Path(__file__).parent / "data" / "vllm-logs"  # vLLM 0.26.0 on an H200 (bench/gpu_servability.py)
+
+
+def test_parse_startup_facts_from_real_h200_logs():
+    nvfp4 = parse_startup((GPU_LOGS / "h200-vllm0.26-tiny-qwen3.5__nvfp4.log").read_text())
+    assert nvfp4 == {
+        "weights_gib": 0.0,
+        "load_weights_s": 0.03,
+        "init_engine_s": 146.4,
+        "kv_cache_tokens": 40326609.0,
+        "max_concurrency": 9845.36,
+        "compile_s": 29.13,
+        "warmup_s": 97.62,
+        "cuda_graph_s": 3.0,
+        "cuda_graph_gib": 0.07,
+        "quantization": "compressed-tensors",
+        "linear_kernel": "MarlinNvFp4LinearKernel",
+        "gdn_prefill": "Triton/FLA",
+    }
+    base = parse_startup((GPU_LOGS / "h200-vllm0.26-tiny-qwen3.5__base.log").read_text())
+    assert base["quantization"] == "None" and "linear_kernel" not in base
+    assert (base["init_engine_s"], base["compile_s"], base["warmup_s"]) == (131.6, 21.98, 87.7)
+    moe = parse_startup((GPU_LOGS / "h200-vllm0.26-tiny-qwen3.5-moe__base.log").read_text())
+    assert moe["gdn_prefill"] == "Triton/FLA" and moe["kv_cache_tokens"] > 0
+
+
 @pytest.mark.parametrize(
     "text, why",
     [

@@ -37,7 +37,7 @@ from quant_dag.defs.runtime import RUNTIME_KEY, serving_python
 from quant_dag.procs import write_json_atomic
 from quant_dag.serve.endpoint import REFERENCE_FILE, EndpointRecord, FidelityLimits, load_record, new_record, verify_running
 from quant_dag.serve.server import ServerFailed
-from quant_dag.serve.plan import Servability, auto_tensor_parallel, kv_cache_bytes, servable_on
+from quant_dag.serve.plan import Servability, auto_tensor_parallel, device_flags, kv_cache_bytes, servable_on
 
 BASE = "base"
 LIMITS = FidelityLimits()
@@ -336,6 +336,7 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
         if model_serve.reasoning_parser:  # the model's own parser wins over the profile's
             options.reasoning_parser = model_serve.reasoning_parser
         options.extra_args = [*options.extra_args, *model_serve.extra_args]
+        options.extra_args += device_flags(device, read_config(ckpt), options.extra_args)
         edir = home.artifacts(ekey.path)
 
         def checked(results: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:

@@ -66,6 +66,23 @@ def preloaded_vlm(base: str) -> tuple[object, object] | None:
     return AutoModelForImageTextToText.from_pretrained(base, dtype="auto"), AutoTokenizer.from_pretrained(base)
 
 
+def short_calibration(base: str, calibration: str, seqlen: int) -> str | None:
+    """Why a local .jsonl calibration set gives AutoRound no sample (it drops those under `seqlen` tokens), or None."""
+    path = Path(calibration)
+    if path.suffix != ".jsonl" or not path.is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    lengths = [len(tok(json.loads(line)["text"])["input_ids"]) for line in path.read_text().splitlines() if line.strip()]
+    if not lengths or max(lengths) >= seqlen:
+        return None
+    return (
+        f"calibration {path}: none of its {len(lengths)} samples has the recipe's seqlen={seqlen} tokens (the longest "
+        f"has {max(lengths)}) and AutoRound drops shorter samples; set the recipe's seqlen to at most {max(lengths)}"
+    )
+
+
 PROCESSOR_FILES = (
     "preprocessor_config.json",
     "video_preprocessor_config.json",
@@ -126,8 +143,14 @@ def quantize(spec: dict) -> dict:
     with lock, atomic_dir(out) as tmp:
         t0 = time.monotonic()  # quantize_seconds: the work, not the wait
         work = tmp / "autoround-out"
-        ar = AutoRound(**kwargs)
-        ar.quantize_and_save(str(work), format=recipe["format"])
+        try:
+            ar = AutoRound(**kwargs)
+            ar.quantize_and_save(str(work), format=recipe["format"])
+        except (Exception, SystemExit) as exc:  # AutoRound's VLM path calls exit(-1) when calibration is empty
+            short = short_calibration(spec["base"], spec["calibration"], int(recipe["seqlen"]))
+            if short:  # AutoRound's own words for it ("no data has been cached") name neither file nor field
+                raise RuntimeError(short) from exc
+            raise
         # AutoRound writes into a subfolder named after the model and scheme (e.g. <model>-w4g128)
         configs = sorted(work.rglob("config.json"))
         if not configs:

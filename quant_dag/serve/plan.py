@@ -7,6 +7,7 @@ served here is reported with the reason, and the rest of the study goes on.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,11 +52,63 @@ def weight_format(config: dict) -> WeightFormat:
     )
 
 
+def has_linear_attention(config: dict) -> bool:
+    """Qwen3.5 / Qwen3-Next style hybrids: Gated DeltaNet layers beside full attention."""
+    text = config.get("text_config") or config
+    return "linear_attention" in (text.get("layer_types") or [])
+
+
+def _format_name(fmt: WeightFormat) -> str:
+    if not fmt.method:
+        return "bf16"
+    if fmt.weight_type in ("nv_fp", "mx_fp"):
+        return f"{fmt.weight_type.replace('_', '')}{fmt.bits}"  # nvfp4, mxfp4
+    if fmt.weight_type in ("float", "fp"):
+        return f"fp{fmt.bits}"
+    return f"int{fmt.bits}-{'weight-only' if fmt.weight_only else 'w8a8'}"
+
+
+# What vLLM 0.26.0 did on an H200 (Hopper, sm_90), served by bench/gpu_servability.py or by hand (FACTS.md):
+# (format, architecture) -> what was seen. Nothing measured there was refused; a pair not listed is tried, and
+# a failure to load is recorded with vLLM's log like any other.
+GPU_MEASURED: dict[tuple[str, str], str] = {
+    ("bf16", "dense"): "served a Qwen3-8B shape and the tiny Qwen3.5 (GDN prefill on Triton/FLA); smoke answers right",
+    ("bf16", "moe"): "served the tiny Qwen3.5-MoE (GDN prefill on Triton/FLA); smoke answers right",
+    ("int4-weight-only", "dense"): "served AutoRound W4A16 of a Qwen3-8B shape (10,192 output tok/s, 128 at once)",
+    ("nvfp4", "dense"): "served NVFP4 (llm_compressor) of the tiny Qwen3.5 with linear attention quantized: "
+    "MarlinNvFp4LinearKernel (weight-only FP4, Hopper has no FP4 math), KL 0.003 nats/token vs bf16",
+}
+
+
+def _gpu_servability(config: dict) -> Servability:
+    fmt = _format_name(weight_format(config))
+    arch = "moe" if "moe" in str(config.get("model_type", "")) else "dense"
+    seen = GPU_MEASURED.get((fmt, arch))
+    if seen:
+        return Servability(True, f"vLLM 0.26.0 on an H200 {seen}")
+    return Servability(True, f"{fmt} {arch} not yet served on a GPU here: vLLM is tried and a failure is recorded")
+
+
+GDN_PREFILL_FLAG = "--gdn-prefill-backend"
+
+
+def device_flags(device: str, config: dict, extra_args: Sequence[str] = ()) -> list[str]:
+    """vLLM flags a device needs for a checkpoint, from measurements; a flag the profile or model sets wins.
+
+    vLLM 0.26 on Hopper picks FlashInfer's Gated DeltaNet prefill for Qwen3.5, whose SM90 kernel is CuTe DSL code
+    that the PyPI wheels cannot run ("SM90 GDN prefill DSL kernel is unavailable" at the first request, with or
+    without nvidia-cutlass-dsl's CUDA 13 libraries); the Triton/FLA kernel serves it.
+    """
+    if device == "cpu" or GDN_PREFILL_FLAG in extra_args or not has_linear_attention(config):
+        return []
+    return [GDN_PREFILL_FLAG, "triton"]
+
+
 def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
     """Whether vLLM on `device` ('cpu' or 'cuda') in runtime `python` can serve the checkpoint, with the measured reason."""
     config = read_config(checkpoint)
     if device != "cpu":
-        return Servability(True, "GPU: every scheme of the catalog has a vLLM kernel on Hopper")
+        return _gpu_servability(config)
     fmt = weight_format(config)
     method = fmt.method
     model_type = str(config.get("model_type", ""))

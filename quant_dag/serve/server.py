@@ -22,25 +22,34 @@ from pathlib import Path
 
 from quant_dag.procs import die_with_parent, kill_group
 
-# Lines vLLM 0.3x prints while starting (GPU and CPU builds word some of them differently).
+# Lines vLLM prints while starting (0.2x GPU builds and 0.3x CPU builds word some of them differently; the GPU
+# lines are from vLLM 0.26 on an H200, tests/data/vllm-logs).
 STARTUP_PATTERNS: dict[str, re.Pattern[str]] = {
     "weights_gib": re.compile(r"Model loading took ([\d.]+) ?GiB"),
     "load_weights_s": re.compile(r"(?:Loading weights took|Model loading took [\d.]+ ?GiB(?: memory)? and) ([\d.]+) s"),
     "init_engine_s": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
     "kv_cache_tokens": re.compile(r"KV cache size: ([\d,]+) tokens"),
     "max_concurrency": re.compile(r"Maximum concurrency for [\d,]+ tokens per request: ([\d.]+)x"),
-    "quantization": re.compile(r"quantization=(\w+)"),
+    "compile_s": re.compile(r"torch\.compile took ([\d.]+) s in total"),
+    "warmup_s": re.compile(r"Initial profiling/warmup run took ([\d.]+) s"),  # Triton autotuning lands here
+    "cuda_graph_s": re.compile(r"Graph capturing finished in ([\d.]+) secs"),
+    "cuda_graph_gib": re.compile(r"Graph capturing finished in [\d.]+ secs, took ([\d.]+) GiB"),
+    "quantization": re.compile(r"quantization=([\w-]+)"),
+    "linear_kernel": re.compile(r"Using (\w+) for \w+ GEMM"),  # e.g. MarlinNvFp4LinearKernel
+    "gdn_prefill": re.compile(r"Using (.+?) GDN prefill kernel"),  # Qwen3.5's linear attention
 }
+TEXT_FACTS = ("quantization", "linear_kernel", "gdn_prefill")
 
 
 def parse_startup(log: str) -> dict[str, object]:
-    """Facts vLLM prints while starting: version, weights memory, load time, KV cache and concurrency."""
+    """Facts vLLM prints while starting: weights memory, load, compile, warmup and CUDA-graph times, KV cache,
+    concurrency, and the kernels it chose."""
     out: dict[str, object] = {}
     for key, pattern in STARTUP_PATTERNS.items():
         m = pattern.search(log)
         if m:
             raw = m.group(1).replace(",", "")
-            out[key] = raw if key == "quantization" else float(raw)
+            out[key] = raw if key in TEXT_FACTS else float(raw)
     return out
 
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Stage what the GPU machine's image lacks for quant-dag's GPU-side engines (AutoRound on CUDA, the quantize
+# worker, the serving and verification code), as Python 3.12 wheels, packed under the device's 64 MiB-per-call
+# limit. vLLM itself comes from ../shared/device/stage-vllm.sh (its pieces hold pydantic, compressed-tensors, ...).
+#
+#   bash scripts/device/stage-project.sh [DIR]     # in the project's root; DIR defaults to .device-carry
+#
+# Then, on the warm machine that already holds vLLM's pieces: carry ["DIR"], and
+#   pip install -q --no-deps --no-index --target /root/site DIR/wheels/*.whl
+# The project itself travels with the working tree: PYTHONPATH=/root/site:$PWD.
+# The list is what the image (FACTS.md: Python 3.12, torch 2.11 cu130, transformers 5.17, pyarrow) lacks.
+set -euo pipefail
+DIR=${1:-.device-carry}
+PLAT=(--only-binary=:all: --python-version 3.12 --implementation cp)
+for p in manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_5_x86_64 manylinux1_x86_64; do
+  PLAT+=(--platform "$p")
+done
+rm -rf "$DIR"; mkdir -p "$DIR/wheels"
+python3 -m pip download -q --no-deps "${PLAT[@]}" -d "$DIR/wheels" \
+  auto-round==0.16.1 accelerate==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xxhash fsspec \
+  pandas flash-linear-attention fla-core math-verify==0.9.0 latex2sympy2_extended antlr4-python3-runtime==4.13.2
+du -sh "$DIR/wheels"
+grep -qxF "/$DIR/" .git/info/exclude 2>/dev/null || echo "/$DIR/" >> .git/info/exclude
