@@ -50,7 +50,7 @@ def test_mmlu_pro_letters_and_na_dropped():
     assert before.choices[ord(before.reference) - ord("A")] == "Carbon dioxide"
     assert samples[0].kind == "choice" and "LETTER is one of ABCDEFGHI." in samples[0].prompt
     assert samples[1].prompt.count("\n") >= 10 and "J) Stakeholder, Care and Skill, Diligence" in samples[1].prompt
-    assert samples[0].meta == {"category": "business", "src": "ori_mmlu-business_ethics"}
+    assert samples[0].meta == {"category": "business", "src": "ori_mmlu-business_ethics", "extractor": "mmlu-pro"}
 
 
 def test_gpqa_shuffle_is_deterministic_and_reference_is_correct_text():
@@ -67,6 +67,26 @@ def test_gpqa_shuffle_is_deterministic_and_reference_is_correct_text():
         assert f"{s.reference}) {row['Correct Answer'].strip()}" in s.prompt
         assert "LETTER is one of ABCD." in s.prompt
     assert first[0].meta["subdomain"] == "Physics (general)"
+
+
+# openai/simple-evals, common.py (verbatim): the prompt GPQA is graded with there
+QUERY_TEMPLATE_MULTICHOICE = """
+Answer the following multiple choice question. The last line of your response should be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step by step before answering.
+
+{Question}
+
+A) {A}
+B) {B}
+C) {C}
+D) {D}
+""".strip()
+
+
+def test_gpqa_prompt_is_simple_evals_verbatim():
+    for s in load("gpqa", "gpqa_diamond.jsonl")[0]:
+        question = s.prompt.split("\n\n", 1)[1].rsplit("\n\nA) ", 1)[0]
+        assert s.prompt == QUERY_TEMPLATE_MULTICHOICE.format(Question=question, **dict(zip("ABCD", s.choices)))
+        assert s.meta["extractor"] == "simple-evals"
 
 
 def test_gpqa_order_independent_of_row_position(tmp_path):
@@ -250,15 +270,58 @@ def test_generate_params_checked():
 
 
 def test_limit_keeps_dataset_order():
-    samples, _ = load("mmlu_pro", "mmlu_pro.jsonl", limit=2)
-    assert [s.id for s in samples] == ["70", "71"]
+    samples, _ = load("math500", "math500.jsonl", limit=2)
+    assert [s.id for s in samples] == ["test/precalculus/807.json", "test/algebra/2584.json"]
     assert load("mmlu_pro", "mmlu_pro.jsonl", limit=0)[0] == []
+
+
+# MMLU-Pro's test split by category (TIGER-Lab/MMLU-Pro, 12,032 questions, 14 categories), stored category by
+# category as the hub's copy is: the first 1,000 rows would be one or two subjects.
+MMLU_PRO_CATEGORIES = {
+    "biology": 717, "business": 789, "chemistry": 1132, "computer science": 410, "economics": 844,
+    "engineering": 969, "health": 818, "history": 381, "law": 1101, "math": 1351, "other": 924,
+    "philosophy": 499, "physics": 1299, "psychology": 798,
+}  # fmt: skip
+
+
+def mmlu_pro_rows(order: list[str]) -> list[dict]:
+    return [
+        {"question_id": f"{category}-{k}", "question": f"{category} question {k}?", "options": ["x", "y", "z", "w"],
+         "answer": "B", "answer_index": 1, "category": category}
+        for category in order
+        for k in range(MMLU_PRO_CATEGORIES[category])
+    ]  # fmt: skip
+
+
+def test_mmlu_pro_limit_is_a_stratified_subset_of_every_category(tmp_path):
+    order = sorted(MMLU_PRO_CATEGORIES)
+    path = write_jsonl(tmp_path / "mmlu_pro.jsonl", mmlu_pro_rows(order))
+    everything, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)))
+    assert len(everything) == 12032
+    samples, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), limit=1000)
+    assert len(samples) == 1000 and len({s.id for s in samples}) == 1000
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s.meta["category"]] = counts.get(s.meta["category"], 0) + 1
+    assert set(counts) == set(MMLU_PRO_CATEGORIES)
+    for category, n in MMLU_PRO_CATEGORIES.items():
+        assert abs(counts[category] - 1000 * n / 12032) < 1, (category, counts[category])
+    position = {s.id: i for i, s in enumerate(everything)}
+    assert [position[s.id] for s in samples] == sorted(position[s.id] for s in samples)  # dataset order
+    # seeded: the same subset every time, and whatever order the categories are stored in
+    again, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), limit=1000)
+    reordered = write_jsonl(tmp_path / "reordered.jsonl", mmlu_pro_rows(order[::-1]))
+    other_order, _ = load_samples("mmlu_pro", DatasetSource(path=str(reordered)), limit=1000)
+    assert [s.id for s in again] == [s.id for s in samples]
+    assert {s.id for s in other_order} == {s.id for s in samples}
+    # a limit at or over the size keeps everything
+    assert len(load_samples("mmlu_pro", DatasetSource(path=str(path)), limit=12032)[0]) == 12032
 
 
 def test_template_override():
     samples, _ = load("math500", "math500.jsonl", template="Q: {question}\nA:", limit=1)
     assert samples[0].prompt.startswith("Q: Convert the point") and samples[0].prompt.endswith("\nA:")
-    mc, _ = load("mmlu_pro", "mmlu_pro.jsonl", template="[{category}] {question}\n{choices}\n({letters})", limit=3)
+    mc, _ = load("mmlu_pro", "mmlu_pro.jsonl", template="[{category}] {question}\n{choices}\n({letters})")
     assert mc[2].prompt == "[math] What is the value of 2 + 2?\nA) 3\nB) 4\nC) 5\n(ABC)"
     lcb, _ = load("livecodebench", "livecodebench.jsonl", template="{title}|{starter_code}", limit=1)
     assert lcb[0].prompt == "Sum of Sequence|"

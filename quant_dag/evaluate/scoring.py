@@ -154,14 +154,48 @@ def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> st
     return extract_choice_with_source(text, n_choices, choices)[0]
 
 
+def extract_mmlu_pro(text: str) -> tuple[str | None, str]:
+    """MMLU-Pro's own extraction (TIGER-AI-Lab/MMLU-Pro, evaluate_from_api.py: extract_answer, extract_again,
+    extract_final), rule for rule: the FIRST "answer is (X)", else the first line with "Answer: X" (its last one),
+    else the last standalone capital A-J anywhere. Letters A-J whatever the number of options, as there."""
+    text = strip_think(text)
+    m = re.search(r"answer is \(?([A-J])\)?", text)
+    if m:
+        return m.group(1), "answer is (X)"
+    m = re.search(r".*[aA]nswer:\s*([A-J])", text)
+    if m:
+        return m.group(1), "Answer: X"
+    m = re.search(r"\b[A-J]\b(?!.*\b[A-J]\b)", text, re.DOTALL)
+    if m:
+        return m.group(0), "last letter"
+    return None, NO_ANSWER
+
+
+def extract_simple_evals(text: str) -> tuple[str | None, str]:
+    """simple-evals' multiple-choice extraction (openai/simple-evals, common.py ANSWER_PATTERN_MULTICHOICE, as
+    gpqa_eval.py applies it): the first "Answer: X", case-insensitive, X in A-D as written (a lowercase letter is
+    extracted and then compares unequal, as there)."""
+    m = re.search(r"(?i)Answer[ \t]*:[ \t]*\$?([A-D])\$?", strip_think(text))
+    return (m.group(1), "Answer: X") if m else (None, NO_ANSWER)
+
+
+# A task's reference extraction, by the name its adapter puts in Sample.meta["extractor"]; none: extract_choice.
+EXTRACTORS = {"mmlu-pro": extract_mmlu_pro, "simple-evals": extract_simple_evals}
+
+
 def _reference_letter(reference: str) -> str:
     return reference.strip().strip("()").strip().upper()
 
 
 def score_choice(text: str, sample: Sample) -> Scored:
-    """1.0 when the extracted letter is the reference letter. Without listed choices, A-J (MMLU-Pro's most)."""
+    """1.0 when the extracted letter is the reference letter, by the task's reference extraction where it has one
+    (MMLU-Pro, GPQA), else extract_choice. Without listed choices, A-J (MMLU-Pro's most)."""
     n = len(sample.choices) if sample.choices else 10
-    letter, source = extract_choice_with_source(text, n, sample.choices)
+    extractor = EXTRACTORS.get(sample.meta.get("extractor", ""))
+    if extractor is not None:
+        letter, source = extractor(text)
+    else:
+        letter, source = extract_choice_with_source(text, n, sample.choices)
     ref = _reference_letter(sample.reference)
     if letter is None:
         return Scored(None, 0.0, NO_ANSWER)
