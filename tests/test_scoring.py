@@ -159,7 +159,13 @@ def test_score_choice() -> None:
         ("Answer: 42", "42"),
         ("We get 3 apples, then 4.5 kg.", "4.5"),
         ("total: -12", "-12"),
-        ("a cut-off box \\boxed{\\frac{1}{", "1"),  # unclosed box skipped; last number
+        ("a cut-off box \\boxed{\\frac{1}{", None),  # cut off inside the final box: no answer, not its digits
+        ("so it is \\boxed{12", None),
+        ("first \\boxed{5}, then finally \\boxed{12", None),
+        ("the ratio is $\\dfrac{3}{8}$", "\\dfrac{3}{8}"),  # a number inside math: the whole expression
+        ("the area is $12\\pi$", "12\\pi"),
+        ("so $x=3$ and the total is 12", "12"),
+        ("we need \\(2^{10}\\)", "2^{10}"),
         ("<think>maybe \\boxed{3}</think>It is \\boxed{4}", "4"),
         ("I don't know.", None),
         ("", None),
@@ -193,6 +199,10 @@ def math(reference: str) -> Sample:
         ("\\boxed{x = 5}", "5", 1.0),
         ("\\boxed{\\text{Evelyn}}", "\\text{Evelyn}", 1.0),
         ("Final Answer: The final answer is $\\frac{14}{3}$. I hope it is correct.", "\\frac{14}{3}", 1.0),
+        ("so the probability is $\\dfrac{3}{8}$", "\\frac{3}{8}", 1.0),
+        ("so the probability is $\\dfrac{3}{8}$", "8", 0.0),  # not the last digit of the fraction
+        ("the area is $12\\pi$", "12", 0.0),
+        ("Adding up: 5 + 7 = 12, so \\boxed{12", "12", 0.0),  # cut off inside the box
     ],
 )
 def test_score_math(text: str, gold: str, score: float) -> None:

@@ -265,21 +265,50 @@ def _statement_answer(rest: str) -> str | None:
     return ans or None
 
 
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+
+
+def _last_box_unclosed(text: str) -> bool:
+    """Whether the reply ends inside a box: its last \\boxed{ / \\fbox{ never closes (cut off by max_tokens)."""
+    opens = list(re.finditer(r"\\(?:boxed|fbox)\s*\{", text))
+    if not opens:
+        return False
+    depth = 0
+    for i in range(opens[-1].end() - 1, len(text)):
+        if text[i] == "{" and text[i - 1] != "\\":
+            depth += 1
+        elif text[i] == "}" and text[i - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return False
+    return True
+
+
 def extract_math(text: str) -> str | None:
     """The final math answer in a reply: the last \\boxed{...} / \\fbox{...} (balanced braces), else the last
-    "answer is X" / "Answer: X" statement, else the last number in the text; None when there is none.
+    "answer is X" / "Answer: X" statement, else the last number in the text, taken with the whole math span
+    ($...$, \\(...\\)) it sits in ("$\\dfrac{3}{8}$" is 3/8, not 8); None when there is none. A reply that
+    ends inside an unfinished box (cut off by max_tokens) has no answer: nothing before it was final.
     A <think> block is stripped first."""
     text = strip_think(text)
+    if _last_box_unclosed(text):
+        return None
     boxes = _boxed_contents(text)
     if boxes:
         return boxes[-1]
     statements = [s for m in _ANSWER_STATEMENT.finditer(text) if (s := _statement_answer(m.group("rest")))]
     if statements:
         return statements[-1]
-    numbers = _NUMBER.findall(text)
-    if numbers:
-        return numbers[-1].replace(" ", "")
-    return None
+    numbers = list(_NUMBER.finditer(text))
+    if not numbers:
+        return None
+    last = numbers[-1]
+    for span in _MATH_SPAN.finditer(text):
+        if span.start() <= last.start() < span.end():
+            inner = _clean_math(next(g for g in span.groups() if g is not None))
+            if inner:
+                return inner
+    return last.group(0).replace(" ", "")
 
 
 def _math_verify_timeout() -> int | None:
