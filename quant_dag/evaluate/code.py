@@ -232,97 +232,207 @@ def score_humaneval(
     return Scored(solution, 0.0, verdict)
 
 
-# LiveCodeBench's harness puts these imports before a solution (lcb_runner/evaluation/testing_util.py), so
-# solutions that use e.g. List or deque without importing them still run.
-_LCB_PRELUDE = """\
-from typing import *
-from collections import *
-from heapq import *
-from bisect import *
-from itertools import *
-from functools import *
-from math import *
-import math, itertools, collections, heapq, bisect, re, functools, typing, string, sys, json
-"""
+# --- LiveCodeBench as its official grader grades it ------------------------------------------------------------
+# Rules of lcb_runner (evaluation/testing_util.py, utils/extraction_utils.py), reimplemented: the code is the text
+# between the last two lines holding ```; the same prelude of imports (with sys.setrecursionlimit(50000)) runs
+# first; stdin programs have a final `if __name__ == '__main__':` block un-nested and everything but their imports
+# wrapped in one function, called once per test with stdin (and open) serving the test's input and SystemExit
+# ignored; outputs are compared line by line after stripping, then token by token as decimals ("3.0" == "3");
+# call-based problems call Solution().<fn_name>(*args), each line of the input one JSON argument, a tuple equal to
+# the expected list; every test has its own 6 s limit and the first failure ends the run. Two named differences:
+# the 6 s are CPU seconds (the official wall-clock alarm makes verdicts depend on machine load), and Python's
+# 4300-digit limit on int <-> str is lifted (the reference ran on Pythons without it).
+LCB_TEST_TIMEOUT_S = 6
+_LCB_STAR = ("string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random", "statistics",
+             "itertools", "functools", "operator", "io", "sys", "json", "builtins", "typing")  # fmt: skip
+LCB_PRELUDE = (
+    "".join(f"from {m} import *\n" for m in _LCB_STAR)
+    + "".join(f"import {m}\n" for m in _LCB_STAR if m not in ("builtins", "typing"))
+    + "sys.setrecursionlimit(50000)\n"
+)
 
-_HARNESS = """
-import json as _json, sys as _sys
-def _run_tests():
-    _tests = _json.loads({tests!r})
+
+def lcb_extract_code(text: str) -> str | None:
+    """LiveCodeBench's extraction: the lines between the last two lines that contain ``` (None with fewer than two,
+    so an answer cut off inside its code block has none, or an earlier block)."""
+    lines = text.split("\n")
+    fences = [i for i, line in enumerate(lines) if "```" in line]
+    if len(fences) < 2:
+        return None
+    code = "\n".join(lines[fences[-2] + 1 : fences[-1]])
+    return code if code.strip() else None
+
+
+_LCB_HARNESS = """
+import ast as _ast, decimal as _decimal, io as _io, json as _json, signal as _signal, sys as _sys, types as _types
+from unittest import mock as _mock
+if hasattr(_sys, "set_int_max_str_digits"):
+    _sys.set_int_max_str_digits(0)
+class _TimeLimit(Exception):
+    pass
+def _on_limit(signum, frame):
+    raise _TimeLimit()
+_signal.signal(_signal.SIGPROF, _on_limit)
+def _limit(seconds):  # CPU seconds of this process
+    _signal.setitimer(_signal.ITIMER_PROF, seconds)
+_SPEC = _json.loads({spec!r})
+_PRELUDE = {prelude!r}
+_real_stdout = _sys.stdout
+def _report(passed, detail):
+    _sys.stdout = _real_stdout
+    print("\\n{marker}" + _json.dumps({{"passed": passed, "detail": detail}}), flush=True)
+    _sys.exit(0)
+def _wrapped_source(code):
+    tree = _ast.parse(code)
+    if tree.body and isinstance(tree.body[-1], _ast.If) and _ast.unparse(tree.body[-1].test).strip() == "__name__ == '__main__'":
+        code = _ast.unparse(tree.body[:-1]) + "\\n" + _ast.unparse(tree.body[-1].body)
+    tree = _ast.parse(code)
+    imports = [s for s in tree.body if isinstance(s, (_ast.Import, _ast.ImportFrom))]
+    body = [s for s in tree.body if not isinstance(s, (_ast.Import, _ast.ImportFrom))]
+    fn = _ast.FunctionDef(name="wrapped_function", args=_ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
+                          kw_defaults=[], defaults=[]), body=body or [_ast.Pass()], decorator_list=[], lineno=-1)
+    return _PRELUDE + "\\n" + _ast.unparse(imports) + "\\n" + _ast.unparse(fn)
+def _why(exc):
+    return "time limit exceeded" if isinstance(exc, _TimeLimit) else "runtime error: %s: %s" % (type(exc).__name__, str(exc)[:300])
+def _lines(text):
+    return [line.strip() for line in text.strip().split("\\n")]
+def _decimals(line):
     try:
-        _solution = Solution()
-        _method = getattr(_solution, {func!r})
-    except Exception as _exc:
-        return {{"passed": 0, "detail": "no Solution().{func}: %r" % (_exc,)}}
+        return [_decimal.Decimal(tok) for tok in line.split()]
+    except Exception:
+        return None
+def _same_output(got, expected):
+    a, b = _lines(got), _lines(expected)
+    if len(a) != len(b):
+        return "mismatched output length"
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x == y:
+            continue
+        dx, dy = _decimals(x), _decimals(y)
+        if dx is None or dy is None or dx != dy:
+            return "line %d: got %.80r, expected %.80r" % (i + 1, x, y)
+    return None
+def _load(source, what):
+    module = _types.ModuleType("tmp_sol", "")
+    _limit(_SPEC["timeout"])
+    try:
+        exec(compile(source, "<solution>", "exec"), module.__dict__)
+    except BaseException as exc:
+        _report(0, "%s: %s" % (what, _why(exc)))
+    finally:
+        _limit(0)
+    return module
+_tests, _n, _code = _SPEC["tests"], _SPEC["total"], _SPEC["code"]
+_passed = 0
+if _SPEC["mode"] == "stdin":
+    try:
+        _source = _wrapped_source(_code)
+    except Exception:
+        _source = _code
+    _method = getattr(_load(_source, "the program does not load"), "wrapped_function", None)
+    if _method is None:
+        _report(0, "the program does not load")
     for _i, (_inp, _out) in enumerate(_tests):
-        _args = [_json.loads(_line) for _line in _inp.split("\\n") if _line.strip()]
-        _expected = _json.loads(_out)
+        _lines_iter = iter(_inp.split("\\n"))
+        _captured = _io.StringIO()
+        _captured.close = lambda *a: None
+        _sys.stdout = _captured
+        _err = None
+        with _mock.patch("builtins.open", _mock.mock_open(read_data=_inp)), \\
+             _mock.patch("sys.stdin", _io.StringIO(_inp)), \\
+             _mock.patch("sys.stdin.readline", lambda *a: next(_lines_iter)), \\
+             _mock.patch("sys.stdin.readlines", lambda *a: _inp.split("\\n")), \\
+             _mock.patch("sys.stdin.read", lambda *a: _inp):
+            _limit(_SPEC["timeout"])
+            try:
+                _method()
+            except SystemExit:
+                pass
+            except BaseException as _exc:
+                _err = _why(_exc)
+            finally:
+                _limit(0)
+        _sys.stdout = _real_stdout
+        _where = "test %d/%d (stdin) " % (_SPEC["offset"] + _i + 1, _n)
+        if _err:
+            _report(_passed, _where + _err)
+        _why = _same_output(_captured.getvalue(), _out)
+        if _why:
+            _report(_passed, _where + "wrong answer: " + _why)
+        _passed += 1
+else:
+    _module = _load(_PRELUDE + "\\n\\n" + _code, "the solution does not load")
+    _owner = _module
+    if "class Solution" in _code:
+        try:
+            _owner = _module.Solution()
+        except BaseException as _exc:
+            _report(0, "no Solution(): " + repr(_exc)[:200])
+    _method = getattr(_owner, _SPEC["fn_name"], None)
+    if _method is None:
+        _report(0, "no Solution().%s" % _SPEC["fn_name"])
+    for _i, (_inp, _out) in enumerate(_tests):
+        _where = "test %d/%d (functional) " % (_SPEC["offset"] + _i + 1, _n)
+        try:
+            _args = [_json.loads(_line) for _line in _inp.split("\\n")]
+            _expected = _json.loads(_out)
+        except ValueError as _exc:
+            _report(_passed, _where + "unreadable test: " + repr(_exc)[:200])
+        _limit(_SPEC["timeout"])
         try:
             _got = _method(*_args)
-        except Exception as _exc:
-            return {{"passed": _i, "detail": "test %d/%d (functional) raised %r" % (_i + 1, len(_tests), _exc)}}
-        if isinstance(_got, tuple):  # as LiveCodeBench compares: a tuple answer equals the JSON list
+        except BaseException as _exc:
+            _limit(0)
+            _report(_passed, _where + _why(_exc))
+        _limit(0)
+        if isinstance(_got, tuple):
             _got = list(_got)
         if _got != _expected:
-            return {{"passed": _i, "detail": "test %d/%d (functional) wrong answer: got %.100r, expected %.100r"
-                    % (_i + 1, len(_tests), _got, _expected)}}
-    return {{"passed": len(_tests), "detail": ""}}
-_result = _run_tests()
-_sys.stdout.flush()
-print("\\n{marker}" + _json.dumps(_result), flush=True)
+            _report(_passed, _where + "wrong answer: got %.100r, expected %.100r" % (_got, _expected))
+        _passed += 1
+_report(_passed, "")
 """
 
 
-def normalize_output(text: str) -> str:
-    """Stdout as compared: trailing whitespace of each line and leading/trailing blank lines do not count."""
-    lines = [line.rstrip() for line in text.splitlines()]
-    while lines and not lines[0]:
-        lines.pop(0)
-    while lines and not lines[-1]:
-        lines.pop()
-    return "\n".join(lines)
+def _lcb_run(code: str, tests: list[tuple[str, str]], mode: str, fn_name: str | None, offset: int, total: int,
+             timeout_s: float, limits: Limits | None) -> tuple[int, str]:  # fmt: skip
+    """Run one group of tests (all stdin or all call-based) in one sandbox: (tests passed, why it stopped)."""
+    marker = f"@@lcb-result-{secrets.token_hex(8)} "
+    spec = {"code": code, "tests": tests, "mode": mode, "fn_name": fn_name, "offset": offset, "total": total,
+            "timeout": timeout_s}  # fmt: skip
+    program = _LCB_HARNESS.format(spec=json.dumps(spec), prelude=LCB_PRELUDE, marker=marker)
+    # the reference's own bound on a whole run: (timeout + 1) per test + 5 s
+    budget = limits or Limits(wall_s=(timeout_s + 1) * len(tests) + 5, cpu_s=int(timeout_s * len(tests)) + 10)
+    res = run_python(program, limits=budget)
+    for line in res.stdout.splitlines()[::-1]:
+        if line.startswith(marker):
+            result = json.loads(line[len(marker) :])
+            return int(result["passed"]), str(result["detail"])
+    return 0, f"test {offset + 1}/{total} ({mode}) {_failure(res) if not res.ok else 'failed: no result'}"
 
 
 def score_livecodebench(completion_text: str, tests: list[dict[str, Any]], func_name: str | None,
-                        limits: Limits = Limits()) -> Scored:  # fmt: skip
-    """1.0 only if every test passes; stops at the first failure.
+                        limits: Limits | None = None, timeout_s: float = LCB_TEST_TIMEOUT_S) -> Scored:  # fmt: skip
+    """1.0 only if every test passes, graded by LiveCodeBench's rules (above); stops at the first failure.
 
-    stdin tests ({"testtype": "stdin"}): one sandbox run per test, stdout compared after `normalize_output`.
-    functional tests: the answer defines `class Solution` with method `func_name`; each input is one JSON value
-    per line (the arguments), the output one JSON value. All functional tests run in one sandbox launch (so
-    `limits` bound them together) through a harness that compares with ==."""
-    code = extract_code(completion_text)
+    stdin tests ({"testtype": "stdin"}) and call-based tests ({"testtype": "functional"}, needing `func_name`)
+    each run in one sandbox launch, every test under its own CPU-time limit `timeout_s`."""
+    code = lcb_extract_code(completion_text)
     if code is None:
         return Scored(None, 0.0, "no code found")
     if not tests:
         return Scored(code, 0.0, "no tests")
     n = len(tests)
-    program = _LCB_PRELUDE + code
-    functional = [(i, t) for i, t in enumerate(tests) if t.get("testtype") == "functional"]
-    stdin_tests = [(i, t) for i, t in enumerate(tests) if t.get("testtype") != "functional"]
+    stdin_tests = [(t["input"], t["output"]) for t in tests if t.get("testtype") != "functional"]
+    functional = [(t["input"], t["output"]) for t in tests if t.get("testtype") == "functional"]
+    if functional and not func_name:
+        return Scored(code, 0.0, "functional tests but no func_name")
     passed = 0
-    for i, t in stdin_tests:
-        res = run_python(program, stdin=t["input"], limits=limits)
-        if not res.ok:
-            return Scored(code, 0.0, f"test {i + 1}/{n} (stdin) {_failure(res)}")
-        if normalize_output(res.stdout) != normalize_output(t["output"]):
-            got = normalize_output(res.stdout)[:100]
-            return Scored(code, 0.0, f"test {i + 1}/{n} (stdin) wrong answer: got {got!r}")
-        passed += 1
-    if functional:
-        if not func_name:
-            return Scored(code, 0.0, "functional tests but no func_name")
-        marker = f"@@lcb-result-{secrets.token_hex(8)} "
-        pairs = json.dumps([[t["input"], t["output"]] for _, t in functional])
-        res = run_python(program + "\n" + _HARNESS.format(tests=pairs, func=func_name, marker=marker), limits=limits)
-        result = None
-        for line in res.stdout.splitlines()[::-1]:
-            if line.startswith(marker):
-                result = json.loads(line[len(marker) :])
-                break
-        if result is None or not res.ok:
-            return Scored(code, 0.0, f"functional tests {_failure(res) if not res.ok else 'failed: no result'}")
-        if result["detail"]:
-            return Scored(code, 0.0, result["detail"])
-        passed += result["passed"]
+    for mode, group in (("stdin", stdin_tests), ("functional", functional)):
+        if not group:
+            continue
+        ok, detail = _lcb_run(code, group, mode, func_name, passed, n, timeout_s, limits)
+        passed += ok
+        if detail:
+            return Scored(code, 0.0, detail)
     return Scored(code, 1.0 if passed == n else 0.0, f"{passed}/{n} tests passed")
