@@ -339,5 +339,3 @@ def test_score_humaneval(humaneval):
         "            return string + string[:i][::-1]\n```"
     )
     assert score_humaneval(helper_using, p["prompt"], p["test"], p["entry_point"]).score == 1.0
-
-
