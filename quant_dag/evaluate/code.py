@@ -356,9 +356,9 @@ if _SPEC["mode"] == "stdin":
         _where = "test %d/%d (stdin) " % (_SPEC["offset"] + _i + 1, _n)
         if _err:
             _report(_passed, _where + _err)
-        _why = _same_output(_captured.getvalue(), _out)
-        if _why:
-            _report(_passed, _where + "wrong answer: " + _why)
+        _wrong = _same_output(_captured.getvalue(), _out)
+        if _wrong:
+            _report(_passed, _where + "wrong answer: " + _wrong)
         _passed += 1
 else:
     _module = _load(_PRELUDE + "\\n\\n" + _code, "the solution does not load")
