@@ -116,7 +116,9 @@ def test_time_limit_is_per_test_and_in_cpu_seconds():
     res = score_livecodebench(stdin_loop, SUM, None, timeout_s=1)
     assert res.detail == "test 1/2 (stdin) time limit exceeded", res.detail
     # the second test fails after the first passed: its own reason, and the count of those that passed
-    second = fenced("n = int(input())\nif n == 2:\n    while True:\n        pass\nprint(sum(map(int, input().split())))")
+    second = fenced(
+        "n = int(input())\nif n == 2:\n    while True:\n        pass\nprint(sum(map(int, input().split())))"
+    )
     res = score_livecodebench(second, SUM, None, timeout_s=1)
     assert res.detail == "test 2/2 (stdin) time limit exceeded", res.detail
     crash2 = fenced("n = int(input())\nif n == 2:\n    raise KeyError('k')\nprint(sum(map(int, input().split())))")
