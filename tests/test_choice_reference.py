@@ -123,3 +123,17 @@ def test_the_cases_the_old_extractor_got_wrong():
     gpqa = Sample("2", "q", "B", "choice", choices=("x", "y", "z", "w"), meta={"extractor": "simple-evals"})
     assert score_choice("Answer: b", gpqa).score == 0.0  # simple-evals compares the letter as written
     assert score_choice("Answer: B", gpqa).score == 1.0
+
+
+def test_mmlu_pro_random_guess_is_an_option_and_still_counts_as_no_answer():
+    choices = tuple("xyzwvutsrq")
+    plain = Sample("7", "q", "C", "choice", choices=choices, meta={"extractor": "mmlu-pro"})
+    assert score_choice("no idea.", plain).score == 0.0  # ("I don't know" gives I: a standalone capital A-J)
+    guessing = Sample(
+        "7", "q", "C", "choice", choices=choices, meta={"extractor": "mmlu-pro", "no_answer": "random-guess"}
+    )
+    scores = [score_choice(f"no idea ({i}).", guessing) for i in range(400)]
+    assert all(s.extracted is None and s.detail.startswith("no answer found: random guess") for s in scores)
+    assert 0.05 < sum(s.score for s in scores) / len(scores) < 0.16  # about one in ten options
+    assert score_choice("no idea (1).", guessing) == scores[1]  # seeded: the same answer, the same guess
+    assert score_choice("The answer is (C).", guessing).score == 1.0

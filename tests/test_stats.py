@@ -168,6 +168,10 @@ def test_aggregate_by_hand() -> None:
     # pass@2: s1 1, s2 (n-c = 1 < 2) 1, s3 0, s4 1 -> 3/4
     assert a["pass_at_k"] == {1: pytest.approx(0.5), 2: pytest.approx(0.75)}
     assert aggregate(RECORDS, k_max=1)["pass_at_k"] == {1: pytest.approx(0.5)}
+    assert a["no_answer_rate"] is None  # these records predate `extracted`
+    judged = [{**r, "extracted": None if i in (1, 5) else "x"} for i, r in enumerate(RECORDS)]
+    # 7 records without error; records 1 and 5 found no answer (record 4, errored, is not counted)
+    assert aggregate(judged)["no_answer_rate"] == pytest.approx(2 / 7)
 
 
 def test_aggregate_uneven_repeats_and_single_repeat() -> None:

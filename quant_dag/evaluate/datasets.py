@@ -195,7 +195,8 @@ def _mmlu_pro(row: dict[str, Any], index: int, template: str | None, options: di
         reference=LETTERS[kept.index(answer_index)],
         kind="choice",
         choices=tuple(opts),
-        meta={"category": category, "src": str(row.get("src") or ""), "extractor": "mmlu-pro"},
+        meta={"category": category, "src": str(row.get("src") or ""), "extractor": "mmlu-pro"}
+        | ({"no_answer": "random-guess"} if options.get("random_guess") else {}),
     )
 
 
@@ -475,7 +476,7 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo(
             "mmlu_pro", "choice", "MMLU-Pro: 12k 10-option questions over 14 subjects (TIGER-Lab/MMLU-Pro, test).",
             DatasetSource(hub="TIGER-Lab/MMLU-Pro", split="test"), (*_CHOICE_FIELDS, "category"),
-            ("question_id",), _mmlu_pro, stratify="category",
+            ("question_id",), _mmlu_pro, stratify="category", options=("random_guess",),
         ),
         TaskInfo(
             "gpqa", "choice", "GPQA Diamond: 198 graduate-level science questions, 4 options shuffled per record.",
@@ -542,6 +543,8 @@ def _check_options(info: TaskInfo, options: dict[str, Any] | None) -> dict[str, 
     if unknown:
         accepted = ", ".join(info.options) or "none"
         raise DatasetError(f"{info.name}: unknown option(s) {sorted(unknown)} (accepted: {accepted})")
+    if "random_guess" in options and not isinstance(options["random_guess"], bool):
+        raise DatasetError(f"{info.name}: option random_guess must be true or false, got {options['random_guess']!r}")
     for key in ("since", "until"):
         if key in options:
             try:

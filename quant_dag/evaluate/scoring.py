@@ -5,6 +5,7 @@ left in the content is stripped first, so guesses made while thinking are never 
 
 from __future__ import annotations
 
+import random
 import re
 import string
 import threading
@@ -197,6 +198,11 @@ def score_choice(text: str, sample: Sample) -> Scored:
     else:
         letter, source = extract_choice_with_source(text, n, sample.choices)
     ref = _reference_letter(sample.reference)
+    if letter is None and sample.meta.get("no_answer") == "random-guess":
+        # MMLU-Pro's compute_accuracy.py guesses a random option when nothing was extracted (seeded 12345 there,
+        # drawn in file order); here the draw is seeded per sample and answer, so it does not depend on order
+        guess = _letters(n)[random.Random(f"12345:{sample.id}:{text}").randrange(n)]
+        return Scored(None, 1.0 if guess == ref else 0.0, f"{NO_ANSWER}: random guess {guess} vs {ref}")
     if letter is None:
         return Scored(None, 0.0, NO_ANSWER)
     ok = letter == ref

@@ -167,6 +167,8 @@ def aggregate(records: list[dict], k_max: int | None = None) -> dict:
       dropping it would flatter a variant whose server fails on hard prompts; errors are reported apart;
     - accuracy / ci: accuracy_interval over samples (repeats averaged within a sample first);
     - cutoff_rate: finish_reason == "length" among records without error;
+    - no_answer_rate: records without error where the scorer found no answer (extracted None: no letter, no
+      number, no code), among those that say (older records have no `extracted`);
     - accuracy_completed: plain mean score over records without error whose finish_reason is not "length";
     - token means / medians: over records without error that report the count;
     - pass_at_k[k] for k = 1..n (n = most repeats of any sample, at most k_max): mean over the samples with at
@@ -187,6 +189,7 @@ def aggregate(records: list[dict], k_max: int | None = None) -> dict:
     ok = [r for r in records if r.get("error") is None]
     cutoff = sum(1 for r in ok if r.get("finish_reason") == "length")
     completed = [score_of(r) for r in ok if r.get("finish_reason") != "length"]
+    judged = [r for r in ok if "extracted" in r]
 
     def tokens(key: str) -> list[float]:
         return [float(r[key]) for r in ok if r.get(key) is not None]
@@ -207,6 +210,7 @@ def aggregate(records: list[dict], k_max: int | None = None) -> dict:
         "ci_high": acc.hi,
         "ci_method": acc.method,
         "cutoff_rate": cutoff / len(ok) if ok else None,
+        "no_answer_rate": sum(1 for r in judged if r["extracted"] is None) / len(judged) if judged else None,
         "accuracy_completed": _mean(completed),
         "mean_completion_tokens": _mean(completion),
         "median_completion_tokens": _median(completion),

@@ -69,6 +69,7 @@ LONG_SCHEMA: dict[str, pl.DataType] = {
 AGG_METRICS = (
     "accuracy_completed",
     "cutoff_rate",
+    "no_answer_rate",
     "mean_completion_tokens",
     "median_completion_tokens",
     "mean_reasoning_tokens",
