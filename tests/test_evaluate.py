@@ -117,6 +117,34 @@ def test_concurrency_is_bounded(tmp_path):
     assert stub.max_in_flight == 3
 
 
+def test_slow_scoring_never_stalls_request_dispatch(tmp_path, monkeypatch):
+    # Each answer's scoring waits until the server has seen every request: on the event loop that would never
+    # happen (the loop would be stuck in the first scorer); in a worker thread, dispatch goes on.
+    import dataclasses
+
+    from quant_dag.evaluate import run as run_module
+    from quant_dag.evaluate.types import Scored
+
+    n = 12
+    samples = [Sample(id=f"c{i}", prompt=f"pick {i}", reference="A", kind="choice", choices=("w", "x", "y", "z"))
+               for i in range(n)]  # fmt: skip
+    plan = dataclasses.replace(make_plan(1, repeats=1, modes=(False,)), task="basic_mc", samples=samples)
+    with Stub() as stub:
+
+        def waiting_score(task: str, sample: Sample, content: str) -> Scored:
+            deadline = time.monotonic() + 15
+            while len(stub.requests) < n:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"only {len(stub.requests)} of {n} requests were sent while scoring waited")
+                time.sleep(0.01)
+            return Scored("A", 1.0, "correct")
+
+        monkeypatch.setattr(run_module, "score", waiting_score)
+        out = run(stub, plan, tmp_path / "j.jsonl", concurrency=3)
+    assert [r["error"] for r in out.records] == [None] * n and all(r["score"] == 1.0 for r in out.records)
+    assert len(Journal(tmp_path / "j.jsonl").read()) == n  # every record journaled
+
+
 def test_changed_parameters_never_reuse_old_samples(tmp_path):
     journal = tmp_path / "j.jsonl"
     with Stub() as stub:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._repair()
         self._fh = open(path, "a", encoding="utf-8")
+        self._lock = threading.Lock()
 
     def _repair(self) -> None:
         if not self.path.exists():
@@ -87,9 +89,13 @@ class Journal:
         return out
 
     def append(self, record: dict) -> None:
-        self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Write, flush and fsync one record; thread-safe (the evaluator appends from worker threads, so an fsync
+        never stalls its event loop)."""
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._fh.write(line)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
 
     def close(self) -> None:
         self._fh.close()

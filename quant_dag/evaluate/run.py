@@ -243,13 +243,15 @@ async def _evaluate(
         if result.error is None:
             rec.update(token_counts(result, sample.prompt, count))
             try:
-                scored = await asyncio.to_thread(score, plan.task, sample, result.content) if sample.kind == "code" \
+                # code runs in a sandbox and choice extraction is regex work: both in a worker thread, so the event
+                # loop keeps sending requests; math stays here, where math-verify's SIGALRM timeout works
+                scored = await asyncio.to_thread(score, plan.task, sample, result.content) if sample.kind != "math" \
                     else score(plan.task, sample, result.content)  # fmt: skip
                 rec.update(extracted=scored.extracted, score=scored.score, score_detail=scored.detail)
             except Exception as exc:  # a scorer failure is this sample's error, not the run's
                 rec["error"] = f"scoring failed: {type(exc).__name__}: {exc}"
         rec["finished_at"] = time.time()
-        journal.append(rec)
+        await asyncio.to_thread(journal.append, rec)  # an fsync per record: off the event loop
         done[key] = rec
         progress.step(rec["error"] is not None)
 
