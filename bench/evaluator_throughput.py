@@ -1,6 +1,6 @@
 """The evaluator's throughput against `vllm bench serve`, on the same server with the same request shape.
 
-    python bench/evaluator_throughput.py CHECKPOINT [--prompts 64] [--input-len 128] [--output-len 128]
+    python -m bench.evaluator_throughput CHECKPOINT [--prompts 64] [--input-len 128] [--output-len 128]
                                          [--concurrency 8] [--rounds 2] [--profile local-cpu]
 
 One vLLM server (quant_dag.serve, the project's profile). Each round runs, alternately, vLLM's own benchmark
@@ -23,13 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from quant_dag.evaluate.client import Endpoint  # noqa: E402
-from quant_dag.evaluate.run import Provenance, SuitePlan, evaluate  # noqa: E402
-from quant_dag.evaluate.types import Sample  # noqa: E402
-from quant_dag.home import load_profile  # noqa: E402
-from quant_dag.serve.server import VllmServer  # noqa: E402
+from quant_dag.evaluate.client import Endpoint
+from quant_dag.evaluate.run import Provenance, SuitePlan, evaluate
+from quant_dag.evaluate.types import Sample
+from quant_dag.home import load_profile
+from quant_dag.serve.server import VllmServer
 
 VLLM_BENCH = """
 import json, sys

@@ -1,7 +1,7 @@
 """Quantize tiny Qwen3.5 models (dense and MoE, hybrid linear attention) with the project's own engine, and time it.
 
-    python bench/gpu_quantize.py --device cuda --out DIR     # on a GPU machine
-    python bench/gpu_quantize.py --device cpu  --out DIR     # the same runs on the CPU, for comparison
+    python -m bench.gpu_quantize --device cuda --out DIR     # on a GPU machine
+    python -m bench.gpu_quantize --device cpu  --out DIR     # the same runs on the CPU, for comparison
 
 Runs without Dagster: preflight (GPUs, torch / triton / FLA versions and whether they work together),
 a GPU lease, the device plan, the AutoRound worker, then the layout report and both checks. Prints one
@@ -17,15 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from quant_dag import gpu  # noqa: E402
-from quant_dag.catalog.schema import Recipe  # noqa: E402
-from quant_dag.checkpoint.checks import Expectation, check_config_agrees, check_size  # noqa: E402
-from quant_dag.checkpoint.layout import read_config, read_layout  # noqa: E402
-from quant_dag.checkpoint.store import ensure_checkpoint  # noqa: E402
-from quant_dag.procs import ChildFailed  # noqa: E402
-from quant_dag.quantize.run import plan_device, preflight, quantize  # noqa: E402
+from quant_dag import gpu
+from quant_dag.catalog.schema import Recipe
+from quant_dag.checkpoint.checks import Expectation, check_config_agrees, check_size
+from quant_dag.checkpoint.layout import read_config, read_layout
+from quant_dag.checkpoint.store import ensure_checkpoint
+from quant_dag.procs import ChildFailed
+from quant_dag.quantize.run import plan_device, preflight, quantize
 
 CALIB = Path(__file__).resolve().parent.parent / "quant_dag" / "data" / "calibration-en.jsonl"
 CASES = [

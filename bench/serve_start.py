@@ -1,6 +1,6 @@
 """Server start time and smoke latency of the serving layer, per checkpoint.
 
-    python bench/serve_start.py CHECKPOINT [CHECKPOINT ...] [--repeats 2] [--profile local-cpu]
+    python -m bench.serve_start CHECKPOINT [CHECKPOINT ...] [--repeats 2] [--profile local-cpu]
 
 For each checkpoint and repeat: start vLLM through quant_dag.serve (guard, /health wait), record the
 startup facts, time the smoke questions (greedy, 64 tokens) one by one, and stop the server. Prints one
@@ -17,11 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from quant_dag.home import load_profile  # noqa: E402
-from quant_dag.serve.server import VllmServer  # noqa: E402
-from quant_dag.serve.verify import smoke, supports_thinking_switch  # noqa: E402
+from quant_dag.home import load_profile
+from quant_dag.serve.server import VllmServer
+from quant_dag.serve.verify import smoke, supports_thinking_switch
 
 
 def main() -> int:
