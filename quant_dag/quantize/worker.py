@@ -147,7 +147,10 @@ def quantize(spec: dict) -> dict:
             ar = AutoRound(**kwargs)
             ar.quantize_and_save(str(work), format=recipe["format"])
         except (Exception, SystemExit) as exc:  # AutoRound's VLM path calls exit(-1) when calibration is empty
-            short = short_calibration(spec["base"], spec["calibration"], int(recipe["seqlen"]))
+            try:
+                short = short_calibration(spec["base"], spec["calibration"], int(recipe["seqlen"]))
+            except Exception:  # noqa: BLE001 - explaining must never hide AutoRound's own error
+                short = None
             if short:  # AutoRound's own words for it ("no data has been cached") name neither file nor field
                 raise RuntimeError(short) from exc
             raise
