@@ -110,7 +110,6 @@ def serve_one(name: str, ckpt: Path, work: Path, base_ref: Path | None, options:
         log = wd / "vllm.log"
         tail = log.read_text(errors="replace").splitlines()[-30:] if log.is_file() else []
         row = {"servable": False, "reason": f"{type(exc).__name__}: {exc}"[:2000], "log_tail": tail}
-        write_json_atomic(wd / RECORD_FILE, row)
     row["wall_s"] = round(time.monotonic() - t0, 1)
     write_json_atomic(wd / RECORD_FILE, row)
     print(json.dumps({"served": name, "ok": row.get("servable"), "start_s": row.get("start_s")}), flush=True)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import ast
 
+import evalplus.sanitize as evalplus_sanitize  # the reference (scripts/setup.sh installs it)
 import pytest
 
 from quant_dag.evaluate.code import extract_code, humaneval_program, longest_parseable, sanitize, score_humaneval
 from tests.test_sandbox import needs_sandbox, sandbox  # noqa: F401 - the fixture needs_sandbox uses
-
-evalplus_sanitize = pytest.importorskip("evalplus.sanitize", reason="evalplus (the reference sanitizer) not installed")
 
 F = "```"
 ADD_OK = "def add(x: int, y: int):\n    return x + y\n"
