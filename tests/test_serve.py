@@ -34,7 +34,7 @@ from quant_dag.serve.verify import (
 
 def cpu_options(tmp: Path) -> ServeOptions:
     """The shipped local-cpu serving profile (bf16, eager, explicit KV cache space)."""
-    return load_profile("local-cpu").serve.options(tmp / "cache")
+    return ServeOptions.from_profile(load_profile("local-cpu").serve, tmp / "cache")
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -196,7 +196,7 @@ DRIVER = textwrap.dedent(
     from pathlib import Path
     from quant_dag.serve.server import ServeOptions, VllmServer
     from quant_dag.home import load_profile
-    opts = load_profile("local-cpu").serve.options(Path(sys.argv[3]))
+    opts = ServeOptions.from_profile(load_profile("local-cpu").serve, Path(sys.argv[3]))
     with VllmServer(Path(sys.argv[1]), opts, Path(sys.argv[2])) as srv:
         print("healthy", srv.proc.pid, flush=True)
         time.sleep(600)

