@@ -213,6 +213,19 @@ def score_choice(text: str, sample: Sample) -> Scored:
 # math
 
 
+def _closing_brace(text: str, i: int) -> int | None:
+    """The index of the brace that closes the one at text[i] (escaped braces do not count), or None: cut off."""
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{" and text[j - 1] != "\\":
+            depth += 1
+        elif text[j] == "}" and text[j - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+
 def _boxed_contents(text: str) -> list[str]:
     """The contents of every \\boxed{...} / \\fbox{...} (balanced braces), in order; "\\boxed 5" too. A box cut
     off before its closing brace is skipped."""
@@ -222,16 +235,8 @@ def _boxed_contents(text: str) -> list[str]:
         while i < len(text) and text[i] == " ":
             i += 1
         if i < len(text) and text[i] == "{":
-            depth, j = 0, i
-            while j < len(text):
-                if text[j] == "{" and text[j - 1] != "\\":
-                    depth += 1
-                elif text[j] == "}" and text[j - 1] != "\\":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                j += 1
-            if depth == 0:
+            j = _closing_brace(text, i)
+            if j is not None:
                 out.append(text[i + 1 : j].strip())
         elif i > m.end():  # "\boxed 5": one token
             tok = re.match(r"[^\s$]+", text[i:])
@@ -277,17 +282,7 @@ _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", 
 def _last_box_unclosed(text: str) -> bool:
     """Whether the reply ends inside a box: its last \\boxed{ / \\fbox{ never closes (cut off by max_tokens)."""
     opens = list(re.finditer(r"\\(?:boxed|fbox)\s*\{", text))
-    if not opens:
-        return False
-    depth = 0
-    for i in range(opens[-1].end() - 1, len(text)):
-        if text[i] == "{" and text[i - 1] != "\\":
-            depth += 1
-        elif text[i] == "}" and text[i - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return False
-    return True
+    return bool(opens) and _closing_brace(text, opens[-1].end() - 1) is None
 
 
 def extract_math(text: str) -> str | None:
