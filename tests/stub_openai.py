@@ -17,8 +17,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Stub:
-    def __init__(self, reasoning_field: str = "reasoning", usage: bool = True, delay_s: float = 0.0):
+    def __init__(
+        self,
+        reasoning_field: str = "reasoning",
+        usage: bool = True,
+        delay_s: float = 0.0,
+        answers: dict[str, str] | None = None,  # prompt -> the content to answer with, for the cases a test names
+    ):
         self.reasoning_field, self.usage, self.delay_s = reasoning_field, usage, delay_s
+        self.answers = answers or {}
         self.requests: list[dict] = []
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -48,6 +55,7 @@ class Stub:
         digest = int(hashlib.sha256(f"{prompt}|{payload.get('seed')}".encode()).hexdigest(), 16)
         number = prompt.split("=")[-1].strip() if "=" in prompt else str(digest % 10)
         content = f"So the answer is \\boxed{{{number}}}." if digest % 3 else f"I think it is \\boxed{{{digest % 7}}}."
+        content = self.answers.get(prompt, content)
         reasoning = "first think about it carefully " * (1 + digest % 4)
         think = (payload.get("chat_template_kwargs") or {}).get("enable_thinking", True)
         message = {"role": "assistant", "content": content}

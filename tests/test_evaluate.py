@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from quant_dag.evaluate.client import Endpoint
@@ -145,6 +146,26 @@ def test_slow_scoring_never_stalls_request_dispatch(tmp_path, monkeypatch):
     assert len(Journal(tmp_path / "j.jsonl").read()) == n  # every record journaled
 
 
+def test_a_math_answer_sympy_cannot_finish_neither_stalls_dispatch_nor_hangs(tmp_path):
+    # A power tower: sympy would evaluate 9^(9^(9^9)) for ever. math_verify bounds it with signal.alarm, which works
+    # only in a main thread: the evaluator scores math in worker processes, so the answer is scored 0 at the limit
+    # and, meanwhile, every other request is sent and scored.
+    import dataclasses
+
+    n = 8
+    tower = Sample(id="m0", prompt="TOWER", reference="5", kind="math")
+    rest = [Sample(id=f"m{i}", prompt=f"item {i}: {i} + 1 = {i + 1}", reference=str(i + 1), kind="math") for i in range(1, n)]
+    plan = dataclasses.replace(make_plan(1, repeats=1, modes=(False,)), samples=[tower, *rest])
+    with Stub(answers={"TOWER": "So the answer is \\boxed{9^{9^{9^{9}}}}."}) as stub:
+        out = run(stub, plan, tmp_path / "j.jsonl", concurrency=2)
+    slow = out.records[0]
+    assert slow["error"] is None and slow["extracted"] == "9^{9^{9^{9}}}" and slow["score"] == 0.0
+    # dispatch went on while the tower was being scored: every other answer finished before it
+    assert all(r["finished_at"] < slow["finished_at"] for r in out.records[1:])
+    assert all(r["error"] is None and r["score"] == float(r["extracted"] == r["reference"]) for r in out.records[1:])
+    assert len(stub.requests) == n
+
+
 def test_changed_parameters_never_reuse_old_samples(tmp_path):
     journal = tmp_path / "j.jsonl"
     with Stub() as stub:
@@ -171,8 +192,12 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 40):
             time.sleep(0.01)
+        scorers = psutil.Process(child.pid).children(recursive=True)  # the math scoring workers
+        assert scorers, "the evaluator scores math in worker processes"
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
+        _, alive = psutil.wait_procs(scorers, timeout=30)
+        assert not alive, f"scoring workers outlived the killed evaluator: {alive}"
         before = journal.read_bytes().count(b"\n")
         assert 40 <= before < 120, before
         with open(journal, "ab") as fh:  # a kill mid-write leaves a torn line: it must not break the resume

@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import multiprocessing
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from quant_dag.catalog.schema import content_hash
 from quant_dag.evaluate.client import ChatClient, ChatResult, Endpoint
 from quant_dag.evaluate.records import Journal
 from quant_dag.evaluate.types import Sample, Scored
+from quant_dag.procs import die_with_parent
 
 THINKING, NON_THINKING, DEFAULT = "thinking", "non-thinking", "default"
 
@@ -122,6 +127,48 @@ def score(task: str, sample: Sample, content: str) -> Scored:
         if task == "humaneval":
             return code.score_humaneval(content, ref["prompt"], ref["test"], ref["entry_point"])
         return code.score_livecodebench(content, ref["tests"], ref.get("func_name"))
+
+
+class Scorer:
+    """Scores answers off the event loop, so request dispatch never waits for a scorer.
+
+    Math goes to worker processes: math_verify bounds each parse and comparison with signal.alarm, which works only
+    in a process's main thread, and a model's answer can be a power tower that sympy would evaluate for ever
+    (`9^{9^{9^{9}}}` stops at the 5 s limit there; in a thread it would never stop). Sympy is also pure Python: in
+    a thread it would hold the GIL the event loop needs. Choice extraction (short regex work) and code (waiting on a
+    sandboxed child) run in threads. Workers start on the first math answer ("spawn": the caller may hold threads).
+    """
+
+    def __init__(self, workers: int | None = None):
+        # at least two: one answer stuck at the time limit must not hold up every other
+        self.workers = workers or max(2, min(4, os.cpu_count() or 1))
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def __call__(self, task: str, sample: Sample, content: str) -> Scored:
+        if sample.kind != "math":
+            return await asyncio.to_thread(score, task, sample, content)
+        for attempt in (1, 2):  # a worker killed under us (OOM) breaks the pool: start a new one, once
+            pool = self._pool or self._start()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, score, task, sample, content)
+            except BrokenProcessPool:
+                if self._pool is pool:
+                    self._pool = None
+                    pool.shutdown(wait=False, cancel_futures=True)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self) -> ProcessPoolExecutor:
+        # die_with_parent: a killed evaluator (SIGKILL, OOM) takes its scorers with it
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=die_with_parent)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 class Progress:
@@ -241,12 +288,9 @@ async def _evaluate(
                "reasoning_field": result.reasoning_field, "finish_reason": result.finish_reason,
                "latency_s": round(result.latency_s, 4), "attempts": result.attempts, "error": result.error}  # fmt: skip
         if result.error is None:
-            rec.update(token_counts(result, sample.prompt, count))
+            rec.update(await asyncio.to_thread(token_counts, result, sample.prompt, count))  # tokenizing: off the loop
             try:
-                # code runs in a sandbox and choice extraction is regex work: both in a worker thread, so the event
-                # loop keeps sending requests; math stays here, where math-verify's SIGALRM timeout works
-                scored = await asyncio.to_thread(score, plan.task, sample, result.content) if sample.kind != "math" \
-                    else score(plan.task, sample, result.content)  # fmt: skip
+                scored = await scorer(plan.task, sample, result.content)
                 rec.update(extracted=scored.extracted, score=scored.score, score_detail=scored.detail)
             except Exception as exc:  # a scorer failure is this sample's error, not the run's
                 rec["error"] = f"scoring failed: {type(exc).__name__}: {exc}"
@@ -256,9 +300,13 @@ async def _evaluate(
         progress.step(rec["error"] is not None)
 
     t0 = time.monotonic()
-    if todo:
-        async with ChatClient(endpoint, concurrency=concurrency, timeout_s=plan.timeout_s) as client:
-            await asyncio.gather(*(one(client, s) for s in todo))
+    scorer = Scorer()
+    try:
+        if todo:
+            async with ChatClient(endpoint, concurrency=concurrency, timeout_s=plan.timeout_s) as client:
+                await asyncio.gather(*(one(client, s) for s in todo))
+    finally:
+        scorer.close()
     return EvalOutcome(
         records=[done[k] for k in planned if k in done],
         sent=len(todo),

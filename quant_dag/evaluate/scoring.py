@@ -314,7 +314,8 @@ def extract_math(text: str) -> str | None:
 
 def _math_verify_timeout() -> int | None:
     # math_verify's timeout is signal.alarm: outside the main thread signal.signal raises ValueError, which
-    # parse/verify re-raise. There we run without a timeout (the caller bounds the work, e.g. the thread pool).
+    # parse/verify re-raise. There we run without a timeout; the evaluator scores math in worker processes'
+    # main threads (quant_dag.evaluate.run.Scorer), so its answers always have one.
     return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
 
 
