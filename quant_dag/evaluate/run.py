@@ -129,6 +129,10 @@ def score(task: str, sample: Sample, content: str) -> Scored:
         return code.score_livecodebench(content, ref["tests"], ref.get("func_name"))
 
 
+def _load_math_verify() -> None:
+    import math_verify  # noqa: F401  (sympy and antlr: a second or more)
+
+
 class Scorer:
     """Scores answers off the event loop, so request dispatch never waits for a scorer.
 
@@ -158,6 +162,13 @@ class Scorer:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def warm(self) -> None:
+        """Start the workers and load math_verify in each now, while the first requests are in flight, not when
+        the first answers are waiting to be scored."""
+        pool = self._pool or self._start()
+        for _ in range(self.workers):
+            pool.submit(_load_math_verify)
 
     def _start(self) -> ProcessPoolExecutor:
         # die_with_parent: a killed evaluator (SIGKILL, OOM) takes its scorers with it
@@ -221,10 +232,11 @@ def plan_requests(plan: SuitePlan, prov: Provenance, switch: bool, done: dict[st
     planned: list[str] = []
     todo: list[dict] = []
     for label, enable in modes:
-        for sample in plan.samples:
-            messages = [{"role": "user", "content": sample.prompt}]
-            phash = prompt_hash(messages)
+        for each in plan.samples:
             for repeat in range(plan.repeats):
+                sample = each.for_repeat(repeat)  # the same item every repeat, unless the task varies it
+                messages = [{"role": "user", "content": sample.prompt}]
+                phash = prompt_hash(messages)
                 seed = plan.seed + repeat if plan.send_seed else None  # a record never claims a seed it did not send
                 params = {k: v for k, v in plan.generation.items() if v is not None}
                 if seed is not None:
@@ -302,6 +314,8 @@ async def _evaluate(
     t0 = time.monotonic()
     scorer = Scorer()
     try:
+        if any(stub["_sample"].kind == "math" for stub in todo):
+            scorer.warm()
         if todo:
             async with ChatClient(endpoint, concurrency=concurrency, timeout_s=plan.timeout_s) as client:
                 await asyncio.gather(*(one(client, s) for s in todo))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Kind = Literal["choice", "math", "code"]
@@ -22,6 +22,16 @@ class Sample:
     kind: Kind
     choices: tuple[str, ...] = ()
     meta: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # (prompt, reference, choices) per repeat, for a task that varies the item between repeats (GPQA's option order
+    # drawn anew for each repeat, as simple-evals does); empty: every repeat sends this sample as it is
+    per_repeat: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+    def for_repeat(self, repeat: int) -> "Sample":
+        """The sample as repeat `repeat` sends and scores it."""
+        if not self.per_repeat:
+            return self
+        prompt, reference, choices = self.per_repeat[repeat % len(self.per_repeat)]
+        return replace(self, prompt=prompt, reference=reference, choices=choices, per_repeat=())
 
 
 @dataclass(frozen=True)
