@@ -5,8 +5,8 @@
 #
 #   bash scripts/device/stage-project.sh [DIR]     # in the project's root; DIR defaults to .device-carry
 #
-# Then, on the warm machine that already holds vLLM's pieces: carry ["DIR"], and
-#   pip install -q --no-deps --no-index --target /root/site DIR/wheels/*.whl
+# Then, on the warm machine that already holds vLLM's pieces: carry ["DIR-polars"] in one call, copying its wheels
+# to /root/vp/wheels, then carry ["DIR"] and run scripts/device/unpack.sh, which installs both into /root/site.
 # The project itself travels with the working tree: PYTHONPATH=/root/site:$PWD.
 # The list is what the image (FACTS.md: Python 3.12, torch 2.11 cu130, transformers 5.17, pyarrow) lacks.
 set -euo pipefail
@@ -19,5 +19,9 @@ rm -rf "$DIR"; mkdir -p "$DIR/wheels"
 python3 -m pip download -q --no-deps "${PLAT[@]}" -d "$DIR/wheels" \
   auto-round==0.16.1 accelerate==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xxhash fsspec \
   pandas flash-linear-attention fla-core math-verify==0.9.0 latex2sympy2_extended antlr4-python3-runtime==4.13.2
-du -sh "$DIR/wheels"
+# polars (the evaluator's records) is 54 MB on its own: a second piece, carried by a call of its own
+mkdir -p "$DIR-polars/wheels"
+python3 -m pip download -q --no-deps "${PLAT[@]}" -d "$DIR-polars/wheels" polars==2.1.0 polars-runtime-32==2.1.0
+du -sh "$DIR/wheels" "$DIR-polars/wheels"
+grep -qxF "/$DIR-polars/" .git/info/exclude 2>/dev/null || echo "/$DIR-polars/" >> .git/info/exclude
 grep -qxF "/$DIR/" .git/info/exclude 2>/dev/null || echo "/$DIR/" >> .git/info/exclude

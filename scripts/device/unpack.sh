@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # On the GPU machine (in the project's root), once per warm machine: unpack vLLM's pieces (copied to /root/vp by
 # one call each, see ../shared/device/stage-vllm.sh) and the project's wheels (scripts/device/stage-project.sh,
-# carried as .device-carry) into /root/site. Then: export PYTHONPATH=/root/site:$PWD
+# carried as .device-carry, and polars, copied to /root/vp/wheels by a call of its own) into /root/site. Then: export PYTHONPATH=/root/site:$PWD
 set -euo pipefail
 SITE=${SITE:-/root/site}
 if [ ! -f "$SITE/.unpacked" ]; then
   mkdir -p "$SITE"
   t0=$(date +%s)
   cat /root/vp/piece.* | tar -xz -C "$SITE"
-  python3 -m pip install -q --no-deps --no-index --no-compile --target "$SITE" .device-carry/wheels/*.whl 2>&1 | grep -v WARNING || true
+  python3 -m pip install -q --no-deps --no-index --no-compile --target "$SITE" .device-carry/wheels/*.whl \
+    $(ls /root/vp/wheels/*.whl 2>/dev/null) 2>&1 | grep -v WARNING || true
   touch "$SITE/.unpacked"
   echo "unpacked into $SITE in $(( $(date +%s) - t0 )) s"
 fi
