@@ -36,8 +36,11 @@ def load(task: str, name: str, **kw):
 # ---------------------------------------------------------------- multiple choice
 
 
+ZERO_SHOT = {"shots": 0}  # MMLU-Pro without the validation split's examples
+
+
 def test_mmlu_pro_letters_and_na_dropped():
-    samples, revision = load("mmlu_pro", "mmlu_pro.jsonl")
+    samples, revision = load("mmlu_pro", "mmlu_pro.jsonl", options=ZERO_SHOT)
     assert re.fullmatch(r"sha256:[0-9a-f]{16}", revision)
     assert [s.id for s in samples] == ["70", "71", "12001", "12002", "12003"]
     assert [s.reference for s in samples] == ["I", "F", "B", "B", "D"]
@@ -51,6 +54,52 @@ def test_mmlu_pro_letters_and_na_dropped():
     assert samples[0].kind == "choice" and "LETTER is one of ABCDEFGHI." in samples[0].prompt
     assert samples[1].prompt.count("\n") >= 10 and "J) Stakeholder, Care and Skill, Diligence" in samples[1].prompt
     assert samples[0].meta == {"category": "business", "src": "ori_mmlu-business_ethics", "extractor": "mmlu-pro"}
+
+
+# TIGER-AI-Lab/MMLU-Pro, evaluate_from_api.py: the chat prompt, rule by rule (format_example, single_request)
+def official_mmlu_pro_prompt(test: dict, validation: list[dict]) -> str:
+    def example(question, options, cot=""):
+        cot = cot or "Let's think step by step."
+        cot = cot[3:] if cot.startswith("A: ") else cot
+        return f"Question: {question}\nOptions: " + "".join(f"{'ABCDEFGHIJ'[i]}. {o}\n" for i, o in enumerate(options)) \
+            + "Answer: " + cot + "\n\n"  # fmt: skip
+
+    def kept(options):
+        return [o for o in options if o != "N/A"]
+
+    category = test["category"]
+    prompt = (f"The following are multiple choice questions (with answers) about {category}. Think step by step and "
+              'then output the answer in the format of "The answer is (X)" at the end.\n\n')  # fmt: skip
+    for v in [v for v in validation if v["category"] == category][:5]:
+        prompt += example(v["question"], kept(v["options"]), v["cot_content"])
+    return prompt + example(test["question"], kept(test["options"]))
+
+
+def test_mmlu_pro_official_five_shot_prompt(tmp_path):
+    validation = DATA / "mmlu_pro_validation.jsonl"
+    samples, revision = load("mmlu_pro", "mmlu_pro.jsonl", options={"validation": str(validation)})
+    tests = rows("mmlu_pro.jsonl")
+    val = rows("mmlu_pro_validation.jsonl")
+    assert [s.prompt for s in samples] == [official_mmlu_pro_prompt(t, val) for t in tests]
+    business = samples[0].prompt
+    assert business.startswith("The following are multiple choice questions (with answers) about business. Think")
+    assert business.count("Question: ") == 6  # five examples, then the question
+    assert "A sixth business example" not in business and "Which organelle" not in business
+    assert "Answer: Let's think step by step. $500 - $320 = $180. The answer is (C).\n\n" in business
+    assert "N/A" not in business and business.endswith("Answer: Let's think step by step.\n\n")
+    assert samples[2].prompt.count("Question: ") == 3  # math: the two examples there are
+    assert re.fullmatch(r"sha256:[0-9a-f]{16}\+validation:sha256:[0-9a-f]{16}", revision)  # both files pinned
+    two, _ = load("mmlu_pro", "mmlu_pro.jsonl", options={"validation": str(validation), "shots": "2"})
+    assert two[0].prompt.count("Question: ") == 3
+    zero, _ = load("mmlu_pro", "mmlu_pro.jsonl", options={"shots": "0"})
+    assert zero[0].prompt.startswith("Answer the following multiple choice question.")
+    with pytest.raises(DatasetError, match="validation split: give the suite option `validation`"):
+        load("mmlu_pro", "mmlu_pro.jsonl")
+    with pytest.raises(DatasetError, match="no validation examples of category 'physics'"):
+        short = [v for v in val if v["category"] != "physics"]
+        load("mmlu_pro", "mmlu_pro.jsonl", options={"validation": str(write_jsonl(tmp_path / "val.jsonl", short))})
+    with pytest.raises(DatasetError, match="option shots must be 0..5, got 7"):
+        load("mmlu_pro", "mmlu_pro.jsonl", options={"shots": 7})
 
 
 def test_gpqa_shuffle_is_deterministic_and_reference_is_correct_text():
@@ -311,7 +360,7 @@ def test_generate_params_checked():
 def test_limit_keeps_dataset_order():
     samples, _ = load("math500", "math500.jsonl", limit=2)
     assert [s.id for s in samples] == ["test/precalculus/807.json", "test/algebra/2584.json"]
-    assert load("mmlu_pro", "mmlu_pro.jsonl", limit=0)[0] == []
+    assert load("mmlu_pro", "mmlu_pro.jsonl", limit=0, options=ZERO_SHOT)[0] == []
 
 
 # MMLU-Pro's test split by category (TIGER-Lab/MMLU-Pro, 12,032 questions, 14 categories), stored category by
@@ -335,9 +384,9 @@ def mmlu_pro_rows(order: list[str]) -> list[dict]:
 def test_mmlu_pro_limit_is_a_stratified_subset_of_every_category(tmp_path):
     order = sorted(MMLU_PRO_CATEGORIES)
     path = write_jsonl(tmp_path / "mmlu_pro.jsonl", mmlu_pro_rows(order))
-    everything, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)))
+    everything, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT)
     assert len(everything) == 12032
-    samples, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), limit=1000)
+    samples, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT, limit=1000)
     assert len(samples) == 1000 and len({s.id for s in samples}) == 1000
     counts: dict[str, int] = {}
     for s in samples:
@@ -348,13 +397,13 @@ def test_mmlu_pro_limit_is_a_stratified_subset_of_every_category(tmp_path):
     position = {s.id: i for i, s in enumerate(everything)}
     assert [position[s.id] for s in samples] == sorted(position[s.id] for s in samples)  # dataset order
     # seeded: the same subset every time, and whatever order the categories are stored in
-    again, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), limit=1000)
+    again, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT, limit=1000)
     reordered = write_jsonl(tmp_path / "reordered.jsonl", mmlu_pro_rows(order[::-1]))
-    other_order, _ = load_samples("mmlu_pro", DatasetSource(path=str(reordered)), limit=1000)
+    other_order, _ = load_samples("mmlu_pro", DatasetSource(path=str(reordered)), options=ZERO_SHOT, limit=1000)
     assert [s.id for s in again] == [s.id for s in samples]
     assert {s.id for s in other_order} == {s.id for s in samples}
     # a limit at or over the size keeps everything
-    assert len(load_samples("mmlu_pro", DatasetSource(path=str(path)), limit=12032)[0]) == 12032
+    assert len(load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT, limit=12032)[0]) == 12032
 
 
 def test_template_override():
@@ -373,7 +422,7 @@ def test_missing_field_error_names_file_row_and_field(tmp_path):
     del items[3]["options"]
     path = write_jsonl(tmp_path / "mmlu_pro.jsonl", items)
     with pytest.raises(DatasetError) as err:
-        load_samples("mmlu_pro", DatasetSource(path=str(path)))
+        load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT)
     assert str(err.value) == f"{path}: row 3 (question_id 12002): missing field 'options'"
 
     items = rows("gpqa_diamond.jsonl")
@@ -423,7 +472,7 @@ def test_file_formats_agree(tmp_path):
         ], path
         assert revision.startswith("sha256:")
     pl.DataFrame(rows("mmlu_pro.jsonl")).write_parquet(tmp_path / "mmlu.parquet")  # list column from parquet
-    assert [s.reference for s in load_samples("mmlu_pro", DatasetSource(path=str(tmp_path / "mmlu.parquet")))[0]] == [
+    assert [s.reference for s in load_samples("mmlu_pro", DatasetSource(path=str(tmp_path / "mmlu.parquet")), options=ZERO_SHOT)[0]] == [
         "I", "F", "B", "B", "D"
     ]  # fmt: skip
 
@@ -474,6 +523,8 @@ def fake_hub(monkeypatch):
         calls.append((path, name, split, revision, data_files))
         if path == "json":
             return rows("livecodebench.jsonl")
+        if path == "TIGER-Lab/MMLU-Pro":
+            return rows("mmlu_pro_validation.jsonl" if split == "validation" else "mmlu_pro.jsonl")
         aime = rows("aime_opencompass.jsonl")
         return {"AIME2025-I": aime[:2], "AIME2025-II": aime[2:]}.get(name, rows("gpqa_diamond.jsonl"))
 
@@ -487,6 +538,14 @@ def test_hub_loads_resolved_sha(fake_hub):
     samples, revision = load_samples("gpqa", TASKS["gpqa"].source, limit=2)
     assert revision == state["sha"] and len(samples) == 2
     assert calls == [("Idavidrein/gpqa", "gpqa_diamond", "train", state["sha"], None)]
+
+
+def test_hub_mmlu_pro_takes_its_examples_from_the_same_commit(fake_hub):
+    calls, state = fake_hub
+    samples, revision = load_samples("mmlu_pro", DatasetSource(hub="TIGER-Lab/MMLU-Pro", split="test", revision="main"))
+    assert revision == state["sha"]  # one commit holds both splits
+    assert sorted(c[2:4] for c in calls) == [("test", state["sha"]), ("validation", state["sha"])]
+    assert samples[0].prompt.count("Question: ") == 6
 
 
 def test_hub_unreachable_records_requested_revision(fake_hub):

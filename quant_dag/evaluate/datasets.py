@@ -47,6 +47,14 @@ GPQA_TEMPLATE = (
     "format: 'Answer: $LETTER' (without quotes) where LETTER is one of {letters}. Think step by step before "
     "answering.\n\n{question}\n\n{choices}"
 )
+# MMLU-Pro's official prompt for chat models (TIGER-AI-Lab/MMLU-Pro, evaluate_from_api.py): this instruction with
+# the category, then the category's validation questions with their chain of thought (five per category), then the
+# question; all one user message. The instruction is verbatim.
+MMLU_PRO_INSTRUCTION = (
+    "The following are multiple choice questions (with answers) about {category}. Think step by step and then "
+    'output the answer in the format of "The answer is (X)" at the end.\n\n'
+)
+MMLU_PRO_SHOTS = 5
 MATH_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 ARITHMETIC_TEMPLATE = "{question} Answer with just the number."
 # LiveCodeBench's generic codegen prompt (lcb_runner/prompts/code_generation.py), with its system message
@@ -169,6 +177,36 @@ def _choice_fields(question: str, options: list[str]) -> dict[str, str]:
 # ---------------------------------------------------------------- adapters
 
 
+def _mmlu_pro_example(question: str, options: list[str], cot: str = "") -> str:
+    """One question as the official prompt writes it: "Question: ...\nOptions: A. ...\nB. ...\nAnswer: " and the
+    chain of thought (a validation example's, its leading "A: " dropped) or "Let's think step by step." to start."""
+    cot = cot or "Let's think step by step."
+    cot = cot[3:] if cot.startswith("A: ") else cot
+    lines = "".join(f"{LETTERS[i]}. {text}\n" for i, text in enumerate(options))
+    return f"Question: {question}\nOptions: {lines}Answer: {cot}\n\n"
+
+
+def _mmlu_pro_options(row: dict[str, Any]) -> list[str]:
+    raw = _get(row, "options")
+    if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
+        raise _RowError("field 'options' should be a list of text")
+    return [text for text in raw if text.strip() != "N/A"]
+
+
+def _mmlu_pro_exemplars(rows: Iterable[dict[str, Any]], origin: str, shots: int) -> dict[str, list[str]]:
+    """The first `shots` validation examples of each category, rendered with their chain of thought."""
+    out: dict[str, list[str]] = {}
+    for index, row in enumerate(rows):
+        try:
+            category = _text(row, "category")
+            if len(out.setdefault(category, [])) < shots:
+                out[category].append(_mmlu_pro_example(_text(row, "question"), _mmlu_pro_options(row),
+                                                       _text(row, "cot_content")))  # fmt: skip
+        except _RowError as exc:
+            raise DatasetError(f"{origin}: row {index}: {exc}") from None
+    return out
+
+
 def _mmlu_pro(row: dict[str, Any], index: int, template: str | None, options: dict[str, Any]) -> Sample:
     raw = _get(row, "options")
     if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
@@ -189,9 +227,16 @@ def _mmlu_pro(row: dict[str, Any], index: int, template: str | None, options: di
     question = _text(row, "question")
     category = str(row.get("category") or "")
     fields = _choice_fields(question, opts) | {"category": category}
+    if template is not None or "_exemplars" not in options:
+        prompt = _render(template or CHOICE_TEMPLATE, fields)
+    else:
+        shots = options["_exemplars"].get(category)
+        if not shots:
+            raise _RowError(f"no validation examples of category {category!r} for the {MMLU_PRO_SHOTS}-shot prompt")
+        prompt = MMLU_PRO_INSTRUCTION.format(category=category) + "".join(shots) + _mmlu_pro_example(question, opts)
     return Sample(
         id=_scalar(_get(row, "question_id")),
-        prompt=_render(template or CHOICE_TEMPLATE, fields),
+        prompt=prompt,
         reference=LETTERS[kept.index(answer_index)],
         kind="choice",
         choices=tuple(opts),
@@ -488,9 +533,11 @@ TASKS: dict[str, TaskInfo] = {
     t.name: t
     for t in (
         TaskInfo(
-            "mmlu_pro", "choice", "MMLU-Pro: 12k 10-option questions over 14 subjects (TIGER-Lab/MMLU-Pro, test).",
+            "mmlu_pro", "choice", "MMLU-Pro: 12k 10-option questions over 14 subjects (TIGER-Lab/MMLU-Pro, test), "
+            "asked with the official 5-shot chain-of-thought prompt (the validation split's examples; options: "
+            "shots 0 for zero-shot, validation: a file of that split when the test split is a file).",
             DatasetSource(hub="TIGER-Lab/MMLU-Pro", split="test"), (*_CHOICE_FIELDS, "category"),
-            ("question_id",), _mmlu_pro, stratify="category", options=("random_guess",),
+            ("question_id",), _mmlu_pro, stratify="category", options=("random_guess", "shots", "validation"),
         ),
         TaskInfo(
             "gpqa", "choice", "GPQA Diamond: 198 graduate-level science questions, 4 options shuffled per record "
@@ -559,6 +606,13 @@ def _check_options(info: TaskInfo, options: dict[str, Any] | None) -> dict[str, 
     if unknown:
         accepted = ", ".join(info.options) or "none"
         raise DatasetError(f"{info.name}: unknown option(s) {sorted(unknown)} (accepted: {accepted})")
+    if "shots" in options:
+        try:
+            options["shots"] = int(options["shots"])
+        except (TypeError, ValueError):
+            options["shots"] = -1
+        if not 0 <= options["shots"] <= MMLU_PRO_SHOTS:
+            raise DatasetError(f"{info.name}: option shots must be 0..{MMLU_PRO_SHOTS}, got {options['shots']!r}")
     if options.get("permutation", "fixed") not in ("fixed", "per_repeat"):
         raise DatasetError(f"{info.name}: option permutation must be fixed or per_repeat, got {options['permutation']!r}")
     if "random_guess" in options and not isinstance(options["random_guess"], bool):
@@ -645,6 +699,21 @@ def _hub_rows(info: TaskInfo, source: DatasetSource) -> tuple[Iterator[dict[str,
     return itertools.chain.from_iterable(parts), recorded
 
 
+def _validation_rows(source: DatasetSource, path: str | None) -> tuple[Iterable[dict[str, Any]], str, str]:
+    """MMLU-Pro's validation split (the few-shot examples): a file when given, else the test split's hub dataset."""
+    if path is not None:
+        rows, revision = _read_file(Path(path))
+        return rows, path, revision
+    if source.hub is None:
+        raise DatasetError(
+            f"mmlu_pro: the official {MMLU_PRO_SHOTS}-shot prompt takes its examples from the validation split: give "
+            "the suite option `validation` (a file of that split), or `shots: 0` for the zero-shot prompt"
+        )
+    val = DatasetSource(hub=source.hub, config=source.config, split="validation", revision=source.revision)
+    rows, revision = _hub_rows(TASKS["mmlu_pro"], val)
+    return rows, f"{source.hub} split validation", revision
+
+
 def _row_label(info: TaskInfo, row: dict[str, Any], index: int) -> str:
     idfield = _first(row, info.id_fields)
     return f"row {index}" + (f" ({idfield} {row[idfield]})" if idfield else "")
@@ -686,6 +755,12 @@ def load_samples(
     else:
         rows, revision = _hub_rows(info, source)
         origin = source.hub + (f" [{source.config}]" if source.config else "") + f" split {source.split}"
+
+    if info.name == "mmlu_pro" and template is None and opts.get("shots", MMLU_PRO_SHOTS) > 0:
+        val_rows, val_origin, val_revision = _validation_rows(source, opts.get("validation"))
+        opts["_exemplars"] = _mmlu_pro_exemplars(val_rows, val_origin, opts.get("shots", MMLU_PRO_SHOTS))
+        if val_revision != revision:
+            revision = f"{revision}+validation:{val_revision}"
 
     samples: list[Sample] = []
     seen: dict[str, int] = {}

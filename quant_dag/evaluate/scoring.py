@@ -157,9 +157,10 @@ def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> st
 
 def extract_mmlu_pro(text: str) -> tuple[str | None, str]:
     """MMLU-Pro's own extraction (TIGER-AI-Lab/MMLU-Pro, evaluate_from_api.py: extract_answer, extract_again,
-    extract_final), rule for rule: the FIRST "answer is (X)", else the first line with "Answer: X" (its last one),
-    else the last standalone capital A-J anywhere. Letters A-J whatever the number of options, as there."""
-    text = strip_think(text)
+    extract_final), rule for rule: bold markers removed first, as that script does with every API answer, then the
+    FIRST "answer is (X)", else the first line with "Answer: X" (its last one), else the last standalone capital
+    A-J anywhere. Letters A-J whatever the number of options, as there."""
+    text = strip_think(text).replace("**", "")
     m = re.search(r"answer is \(?([A-J])\)?", text)
     if m:
         return m.group(1), "answer is (X)"

@@ -46,9 +46,11 @@ def load_plan(cat: "Catalog", name: str) -> SuitePlan:
         hub=d.hub, config=d.config, split=d.split, revision=d.revision,
         path=str(data_path) if data_path else None, generate=dict(d.generate) if d.generate is not None else None,
     ) if given else None  # None: the task's default source (its hub dataset, the package's data, a generator)  # fmt: skip
-    samples, revision = load_samples(
-        b.task, source, limit=b.limit, template=b.prompt, options=dict(b.options) or None, repeats=b.repeats
-    )
+    options = dict(b.options)
+    if "validation" in options:  # a file, relative to the catalog like the dataset's own path
+        options["validation"] = str((cat.root / options["validation"]).resolve())
+    samples, revision = load_samples(b.task, source, limit=b.limit, template=b.prompt, options=options or None,
+                                     repeats=b.repeats)  # fmt: skip
     return SuitePlan(
         benchmark=name,
         task=b.task,
