@@ -17,11 +17,11 @@ from pathlib import Path
 
 # Qwen/Qwen3-8B's config.json, the fields that set the shape.
 SHAPES: dict[str, dict] = {
-    "qwen3-8b": dict(
-        hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
-        num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1_000_000.0,
-        rms_norm_eps=1e-6, tie_word_embeddings=False,
-    ),
+    "qwen3-8b": {
+        "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 40960, "rope_theta": 1_000_000.0,
+        "rms_norm_eps": 1e-6, "tie_word_embeddings": False,
+    },
 }  # fmt: skip
 
 

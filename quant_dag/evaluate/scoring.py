@@ -227,90 +227,10 @@ def _closing_brace(text: str, i: int) -> int | None:
     return None
 
 
-def _boxed_contents(text: str) -> list[str]:
-    """The contents of every \\boxed{...} / \\fbox{...} (balanced braces), in order; "\\boxed 5" too. A box cut
-    off before its closing brace is skipped."""
-    out: list[str] = []
-    for m in re.finditer(r"\\(?:boxed|fbox)", text):
-        i = m.end()
-        while i < len(text) and text[i] == " ":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            j = _closing_brace(text, i)
-            if j is not None:
-                out.append(text[i + 1 : j].strip())
-        elif i > m.end():  # "\boxed 5": one token
-            tok = re.match(r"[^\s$]+", text[i:])
-            if tok:
-                out.append(tok.group(0))
-    return [b for b in out if b]
-
-
-# A lookahead, so that overlapping statements are all found: in "Final Answer: The final answer is $5$." the
-# last one ("answer is $5$") is the answer.
-_ANSWER_STATEMENT = re.compile(
-    r"(?=(?i:\banswer\b)\s*(?:\*\*|__)?\s*(?:(?i:is)\b\s*[:：]?|[:：=])\s*(?:\*\*|__)?\s*(?P<rest>[^\n]+))"
-)
-_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?")
-
-
-def _clean_math(ans: str) -> str:
-    """Drop math delimiters, bold and trailing punctuation around an answer."""
-    ans = ans.strip()
-    for _ in range(3):  # nested wrappers: "**$5$**."
-        ans = ans.strip().rstrip(".,;:!").strip()
-        ans = re.sub(r"^(?:\*\*|__|\$\$?|\\\(|\\\[)\s*", "", ans)
-        ans = re.sub(r"\s*(?:\*\*|__|\$\$?|\\\)|\\\])$", "", ans)
-    return ans.strip()
-
-
-def _statement_answer(rest: str) -> str | None:
-    """The answer in the rest of an "answer is ..." line: the first $...$ span if it starts with one, else the
-    text up to the end of the sentence ("42. I hope it is correct." -> "42")."""
-    rest = rest.strip().lstrip("*_").strip()
-    m = re.match(r"\$\$?(.+?)\$", rest) or re.match(r"\\\((.+?)\\\)", rest)
-    if m:
-        ans = m.group(1)
-    else:
-        ans = re.split(r"\.\s|\.$", rest, maxsplit=1)[0]
-    ans = _clean_math(ans)
-    return ans or None
-
-
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-
-
 def _last_box_unclosed(text: str) -> bool:
     """Whether the reply ends inside a box: its last \\boxed{ / \\fbox{ never closes (cut off by max_tokens)."""
     opens = list(re.finditer(r"\\(?:boxed|fbox)\s*\{", text))
     return bool(opens) and _closing_brace(text, opens[-1].end() - 1) is None
-
-
-def extract_math(text: str) -> str | None:
-    """The final math answer in a reply: the last \\boxed{...} / \\fbox{...} (balanced braces), else the last
-    "answer is X" / "Answer: X" statement, else the last number in the text, taken with the whole math span
-    ($...$, \\(...\\)) it sits in ("$\\dfrac{3}{8}$" is 3/8, not 8); None when there is none. A reply that
-    ends inside an unfinished box (cut off by max_tokens) has no answer: nothing before it was final.
-    A <think> block is stripped first."""
-    text = strip_think(text)
-    if _last_box_unclosed(text):
-        return None
-    boxes = _boxed_contents(text)
-    if boxes:
-        return boxes[-1]
-    statements = [s for m in _ANSWER_STATEMENT.finditer(text) if (s := _statement_answer(m.group("rest")))]
-    if statements:
-        return statements[-1]
-    numbers = list(_NUMBER.finditer(text))
-    if not numbers:
-        return None
-    last = numbers[-1]
-    for span in _MATH_SPAN.finditer(text):
-        if span.start() <= last.start() < span.end():
-            inner = _clean_math(next(g for g in span.groups() if g is not None))
-            if inner:
-                return inner
-    return last.group(0).replace(" ", "")
 
 
 def _math_verify_timeout() -> int | None:
@@ -320,27 +240,31 @@ def _math_verify_timeout() -> int | None:
     return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
 
 
-def math_equal(gold: str, pred: str) -> bool:
-    """Whether math_verify finds the prediction equal to the gold answer (both bare LaTeX, boxed for parsing)."""
+def score_math(text: str, sample: Sample) -> Scored:
+    """Scored as math-verify's authors use it: `verify(parse(gold), parse(answer))`, parse with its default
+    extraction (LaTeX and plain expressions: the boxed answer first, and several boxes form one set, as in
+    "\\boxed{2} and \\boxed{-3}"; else a "final answer is" statement, else the last math or number). So 070 == 70,
+    \\dfrac == \\frac, 0.5 == \\frac12, 1,000 == 1000, units and \\% dropped, as math-verify normalizes them.
+    The gold answer is parsed boxed. Two deliberate differences, tested against math-verify itself: the reasoning
+    is never scored (a <think> block left in the content is stripped first), and a reply that ends inside an
+    unfinished box (cut off by max_tokens) has no answer, where math-verify would take an earlier number."""
     from math_verify import parse, verify  # heavy import (sympy): only when math is scored
 
-    t = _math_verify_timeout()
-    gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=t)
-    pred_parsed = parse(f"\\boxed{{{pred}}}", parsing_timeout=t)
-    if not gold_parsed or not pred_parsed:  # unparseable: fall back to exact text after whitespace removal
-        return "".join(gold.split()) == "".join(pred.split())
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=t))
-
-
-def score_math(text: str, sample: Sample) -> Scored:
-    """1.0 when the extracted answer equals sample.reference by math_verify (070 == 70, \\dfrac == \\frac,
-    14/3 == \\frac{14}{3}, 1,000 == 1000, units and \\% ignored as math_verify normalizes them)."""
-    pred = extract_math(text)
-    if pred is None:
+    text = strip_think(text)
+    if _last_box_unclosed(text):
         return Scored(None, 0.0, NO_ANSWER)
-    gold = sample.reference.strip()
-    ok = math_equal(gold, pred)
-    return Scored(pred, 1.0 if ok else 0.0, f"{'correct' if ok else 'wrong'}: {pred} vs {gold}")
+    t = _math_verify_timeout()
+    pred = parse(text, parsing_timeout=t)
+    if not pred:
+        return Scored(None, 0.0, NO_ANSWER)
+    extracted = pred[-1] if isinstance(pred[-1], str) else str(pred[0])  # [sympy value, the text it was read from]
+    gold_text = sample.reference.strip()
+    gold = parse(f"\\boxed{{{gold_text}}}", parsing_timeout=t)
+    if gold:
+        ok = bool(verify(gold, pred, timeout_seconds=t))
+    else:  # a reference math-verify cannot read: the same text, spaces aside
+        ok = "".join(gold_text.split()) == "".join(extracted.split())
+    return Scored(extracted, 1.0 if ok else 0.0, f"{'correct' if ok else 'wrong'}: {extracted} vs {gold_text}")
 
 
 def score_sample(text: str, sample: Sample) -> Scored:
