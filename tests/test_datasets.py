@@ -574,3 +574,16 @@ def test_hub_livecodebench_reads_release_files(fake_hub):
     assert path == "json" and split == "train" and len(files) == 6
     assert files[0] == f"hf://datasets/livecodebench/code_generation_lite@{state['sha']}/test.jsonl"
     assert files[-1].endswith("/test6.jsonl")
+
+
+def test_every_task_names_its_grader_and_the_differences_follow_the_options():
+    assert all(info.grader for info in TASKS.values())
+    for task in ("mmlu_pro", "gpqa", "aime", "math500", "livecodebench", "humaneval"):
+        assert TASKS[task].differences, task  # each reference-graded task names where it differs, even if only how
+    plain = TASKS["mmlu_pro"].grading({})
+    guessing = TASKS["mmlu_pro"].grading({"random_guess": True})
+    assert "evaluate_from_api.py" in plain["grader"]
+    assert any("random option" in d for d in plain["differences"])
+    assert not any("random option" in d for d in guessing["differences"])
+    assert any("one option order" in d for d in TASKS["gpqa"].grading({})["differences"])
+    assert not any("one option order" in d for d in TASKS["gpqa"].grading({"permutation": "per_repeat"})["differences"])

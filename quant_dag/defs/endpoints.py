@@ -195,6 +195,8 @@ def _benchmark_metadata(summary: dict, server: dict | None) -> dict[str, object]
         "evaluated": summary["evaluated"],
         "reason": summary.get("reason", ""),
         "task": summary["task"],
+        "grader": summary.get("grader", ""),
+        "grader_differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in summary.get("differences", [])) or "none"),
         "modes": ", ".join(summary["modes"]),
         "dataset_revision": summary.get("dataset_revision", ""),
         "vllm_version": summary.get("vllm_version", ""),

