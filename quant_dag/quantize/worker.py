@@ -123,6 +123,19 @@ class _ProgressHandler(logging.Handler):
         emit("progress", blocks_done=self.blocks, elapsed_s=round(time.monotonic() - self.t0, 1), message=msg[:200])
 
 
+def _peak_gpu_memory() -> dict:
+    """Peak GPU memory of this process (allocated by tensors, reserved by the caching allocator), when on CUDA."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    n = torch.cuda.device_count()
+    return {
+        "peak_gpu_allocated_gib": round(max(torch.cuda.max_memory_allocated(i) for i in range(n)) / 2**30, 2),
+        "peak_gpu_reserved_gib": round(max(torch.cuda.max_memory_reserved(i) for i in range(n)) / 2**30, 2),
+    }
+
+
 def quantize(spec: dict) -> dict:
     recipe = spec["recipe"]
     out = Path(spec["output"])
@@ -169,6 +182,7 @@ def quantize(spec: dict) -> dict:
             "autoround_version": ar_version,
             "autoround_kwargs": {k: v for k, v in kwargs.items() if k not in OBJECTS},
             "quantize_seconds": round(time.monotonic() - t0, 2),
+            **_peak_gpu_memory(),
         }
         (tmp / "quant_dag_quantize.json").write_text(json.dumps(info, indent=2, default=str))
     return info
