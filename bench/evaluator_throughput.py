@@ -26,7 +26,7 @@ from pathlib import Path
 from quant_dag.evaluate.client import Endpoint
 from quant_dag.evaluate.run import Provenance, SuitePlan, evaluate
 from quant_dag.evaluate.types import Sample
-from quant_dag.home import load_profile
+from quant_dag.profiles import load_profile
 from quant_dag.serve.server import ServeOptions, VllmServer
 
 VLLM_BENCH = """

@@ -21,11 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+from quant_dag.catalog.graph import ENDPOINT_FILE, REFERENCE_FILE, VLLM_LOG
 from quant_dag.catalog.schema import Recipe
 from quant_dag.checkpoint.layout import read_config, read_layout
 from quant_dag.procs import ChildFailed, write_json_atomic
 from quant_dag.quantize.run import plan_device, preflight, quantize
-from quant_dag.serve.endpoint import RECORD_FILE, REFERENCE_FILE, serve_and_verify
+from quant_dag.serve.endpoint import serve_and_verify
 from quant_dag.serve.plan import Servability
 from quant_dag.serve.server import ServeOptions
 
@@ -100,8 +101,8 @@ def quantize_all(bases: dict[str, Path], work: Path, report: dict, quiet: bool) 
 
 def serve_one(name: str, ckpt: Path, work: Path, base_ref: Path | None, options: ServeOptions) -> dict:
     wd = work / "serve" / name.replace("/", "__")
-    if (wd / RECORD_FILE).is_file():
-        return json.loads((wd / RECORD_FILE).read_text())
+    if (wd / ENDPOINT_FILE).is_file():
+        return json.loads((wd / ENDPOINT_FILE).read_text())
     t0 = time.monotonic()
     try:
         rec = serve_and_verify(ckpt, options, wd, Servability(True, "measuring"), base_reference=base_ref)
@@ -111,7 +112,7 @@ def serve_one(name: str, ckpt: Path, work: Path, base_ref: Path | None, options:
         tail = log.read_text(errors="replace").splitlines()[-30:] if log.is_file() else []
         row = {"servable": False, "reason": f"{type(exc).__name__}: {exc}"[:2000], "log_tail": tail}
     row["wall_s"] = round(time.monotonic() - t0, 1)
-    write_json_atomic(wd / RECORD_FILE, row)
+    write_json_atomic(wd / ENDPOINT_FILE, row)
     print(json.dumps({"served": name, "ok": row.get("servable"), "start_s": row.get("start_s")}), flush=True)
     return row
 
@@ -175,7 +176,7 @@ def main() -> int:
     write_json_atomic(args.out / "results.json", results)
     with tarfile.open(args.out / "serve-logs.tar.gz", "w:gz") as tar:  # the logs are the startup-parser fixtures
         for path in sorted((args.work / "serve").glob("*/*")):
-            if path.name in ("vllm.log", RECORD_FILE):
+            if path.name in (VLLM_LOG, ENDPOINT_FILE):
                 tar.add(path, arcname=f"{path.parent.name}/{path.name}")
     print(f"\n{'checkpoint':52} {'serves':>6} {'start s':>8} {'KL':>8}  answers / reason")
     for name, row in sorted(served.items()):

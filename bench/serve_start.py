@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from quant_dag.checkpoint.layout import read_config
-from quant_dag.home import load_profile
+from quant_dag.profiles import load_profile
 from quant_dag.serve.plan import device_flags
 from quant_dag.serve.server import ServeOptions, VllmServer
 from quant_dag.serve.verify import smoke, supports_thinking_switch

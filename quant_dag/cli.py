@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write a study's report folder (Markdown, HTML, PNG, Parquet, CSV) from the project home, no Dagster run."""
-    from quant_dag.defs.summary import study_served
+    from quant_dag.catalog.graph import study_served
     from quant_dag.summary.report import main_table_md, write_report
     from quant_dag.summary.tables import load_study
 

@@ -6,8 +6,8 @@ import json
 
 import dagster as dg
 
+from quant_dag.catalog import graph
 from quant_dag.catalog.load import Catalog
-from quant_dag.defs.jobs import study_keys
 from quant_dag.home import ProjectHome
 
 CHECKS = {
@@ -26,7 +26,7 @@ def _meta(event: object | None) -> dict[str, object]:
 def study_rows(instance: dg.DagsterInstance, cat: Catalog, study: str) -> list[dict[str, object]]:
     """One row per asset of the study: latest materialization metadata and check outcomes."""
     rows = []
-    for key in study_keys(cat, study):
+    for key in map(dg.AssetKey, graph.study_keys(cat, study)):
         if key.path[0] == "vllm":  # an observed source: observed, not materialized
             record = instance.get_latest_data_version_record(key)
             rows.append({"asset": key.to_user_string(), "layer": "vllm", "materialized": record is not None, "checks": {}})
@@ -35,7 +35,7 @@ def study_rows(instance: dg.DagsterInstance, cat: Catalog, study: str) -> list[d
         row: dict[str, object] = {"asset": key.to_user_string(), "layer": key.path[0], "materialized": event is not None}
         row.update(_meta(event))
         names = CHECKS.get(key.path[0], ())
-        if key.path[0] == "endpoint" and key.path[-1] == "base":
+        if key.path[0] == "endpoint" and key.path[-1] == graph.BASE:
             names = names[:2]
         check_keys = [dg.AssetCheckKey(key, n) for n in names]
         latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys) if check_keys else {}

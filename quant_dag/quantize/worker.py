@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from quant_dag.procs import atomic_dir, cpu_work, emit
-from quant_dag.serve.vllm_plugin import torchvision_works
+from quant_dag.runtime.version import torchvision_works
 
 
 def autoround_kwargs(recipe: dict, base: str, calibration: str, device: str) -> dict:

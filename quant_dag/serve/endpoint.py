@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from quant_dag.catalog.graph import ENDPOINT_FILE, REFERENCE_FILE, VLLM_LOG
 from quant_dag.procs import write_json_atomic
 from quant_dag.serve.plan import Servability
 from quant_dag.serve.server import ServeOptions, VllmServer
@@ -24,9 +25,6 @@ from quant_dag.serve.verify import (
     supports_thinking_switch,
     topk_kl,
 )
-
-REFERENCE_FILE = "prompt_logprobs.json"
-RECORD_FILE = "endpoint.json"
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ class EndpointRecord:
 
 def new_record(servability: Servability, options: ServeOptions, workdir: Path) -> EndpointRecord:
     workdir.mkdir(parents=True, exist_ok=True)
-    return EndpointRecord(servability.servable, servability.reason, flags=options.flags(), log=str(workdir / "vllm.log"))
+    return EndpointRecord(servability.servable, servability.reason, flags=options.flags(), log=str(workdir / VLLM_LOG))
 
 
 def verify_running(
@@ -91,7 +89,7 @@ def verify_running(
         base = PromptLogprobs.from_json(json.loads(base_reference.read_text()))
         record.kl_vs_base = round(topk_kl(base, ref), 5)
         record.ppl_ratio_vs_base = round(record.perplexity / perplexity(base), 4)
-    write_json_atomic(workdir / RECORD_FILE, asdict(record))
+    write_json_atomic(workdir / ENDPOINT_FILE, asdict(record))
     return record
 
 
@@ -114,5 +112,5 @@ def serve_and_verify(
 
 def load_record(workdir: Path) -> EndpointRecord | None:
     """The last verification written by an endpoint step (None when it never ran)."""
-    path = workdir / RECORD_FILE
+    path = workdir / ENDPOINT_FILE
     return EndpointRecord(**json.loads(path.read_text())) if path.is_file() else None

@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quant_dag.home import ServeProfile
+from quant_dag.profiles import ServeProfile
 from quant_dag.procs import die_with_parent, kill_group
 
 # Lines vLLM prints while starting (0.2x GPU builds and 0.3x CPU builds word some of them differently; the GPU

@@ -15,16 +15,10 @@ from __future__ import annotations
 import importlib
 import sys
 
+from quant_dag.runtime.version import torchvision_works
+
 TORCHVISION_ONLY = "transformers.models.qwen2_vl.image_processing_qwen2_vl"
 PILLOW_TWIN = "transformers.models.qwen2_vl.image_processing_pil_qwen2_vl"
-
-
-def torchvision_works() -> bool:
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # missing, or a CUDA build beside a CPU torch ("torchvision::nms does not exist")
-        return False
-    return True
 
 
 def register() -> None:

@@ -1,0 +1,94 @@
+"""One serving session: everything between "serve this checkpoint" and a healthy vLLM server, without Dagster.
+
+servability -> options (profile, then the model's own serving settings, then the device's flags) -> tensor
+parallelism -> GPU lease -> server -> start journal. The endpoint step only turns what it returns into Dagster
+events; the same session serves a bench script or a notebook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from quant_dag import gpu
+from quant_dag.catalog.graph import SERVER_STARTS_FILE
+from quant_dag.catalog.schema import ModelServe
+from quant_dag.checkpoint.layout import read_config, read_layout
+from quant_dag.profiles import ResourceProfile
+from quant_dag.serve.endpoint import EndpointRecord, load_record, new_record
+from quant_dag.serve.plan import auto_tensor_parallel, device_flags, kv_cache_bytes, servable_on
+from quant_dag.serve.server import ServeOptions, VllmServer
+
+
+class ServingSession:
+    """Plans how one checkpoint is served (on construction) and serves it (`start`).
+
+    `workdir` is the endpoint's artifacts folder: its vLLM log, verification record and start journal live there.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        workdir: Path,
+        profile: ResourceProfile,
+        model_serve: ModelServe,
+        *,
+        python: str,
+        cache_dir: Path,
+        locks_dir: Path,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.checkpoint, self.workdir, self.profile, self.python = checkpoint, workdir, profile, python
+        self.locks_dir, self.log = locks_dir, log
+        self.device = "cpu" if profile.quantize.device == "cpu" else "cuda"
+        self.servability = servable_on(self.device, checkpoint, python)
+        log(f"servable on {self.device}: {self.servability.servable} ({self.servability.reason})")
+        options = ServeOptions.from_profile(profile.serve, cache_dir)
+        if model_serve.reasoning_parser:  # the model's own parser wins over the profile's
+            options.reasoning_parser = model_serve.reasoning_parser
+        options.extra_args = [*options.extra_args, *model_serve.extra_args]
+        options.extra_args += device_flags(self.device, read_config(checkpoint), options.extra_args)
+        self.options = options
+        self.lease: gpu.Lease | None = None
+        self.server_info: dict[str, object] | None = None
+
+    def previous_record(self) -> EndpointRecord | None:
+        """The last verification written for this endpoint (None when it never ran)."""
+        return load_record(self.workdir)
+
+    def new_record(self) -> EndpointRecord:
+        return new_record(self.servability, self.options, self.workdir)
+
+    def size_tensor_parallel(self) -> None:
+        """`tensor_parallel_size: auto` on a GPU: the fewest GPUs that hold the weights and the KV cache of the
+        profile's `auto_tp_sequences` sequences of `max_model_len` tokens."""
+        serve = self.profile.serve
+        if self.device == "cpu" or serve.tensor_parallel_size != "auto":
+            return
+        kv = kv_cache_bytes(read_config(self.checkpoint), self.options.max_model_len * serve.auto_tp_sequences)
+        tp = auto_tensor_parallel(read_layout(self.checkpoint).total_bytes, kv, gpu.inventory())
+        self.options.tensor_parallel_size = tp
+        self.log(f"tensor_parallel_size=auto -> {tp}")
+
+    @contextlib.contextmanager
+    def start(self, record: EndpointRecord, run_id: str) -> Iterator[VllmServer]:
+        """Lease the GPUs, start vLLM (raises `ServerFailed` when it does not come up) and journal the start; the
+        server stops and the lease is released on every exit path."""
+        with contextlib.ExitStack() as stack:
+            if self.device != "cpu":
+                self.lease = stack.enter_context(gpu.lease(self.options.tensor_parallel_size, self.locks_dir))
+                self.options.env.update(self.lease.env())
+            srv = stack.enter_context(VllmServer(self.checkpoint, self.options, Path(record.log), python=self.python))
+            self.server_info = {
+                "run_id": run_id,
+                "pid": srv.proc.pid if srv.proc else None,
+                "port": srv.port,
+                "started_at": time.time(),
+                "start_s": srv.started_s,
+            }
+            with open(self.workdir / SERVER_STARTS_FILE, "a") as fh:  # one line per server start: sharing is auditable
+                fh.write(json.dumps(self.server_info) + "\n")
+            yield srv
