@@ -74,7 +74,7 @@ def _study_args(args: argparse.Namespace) -> tuple[ProjectHome, Catalog | None]:
 def cmd_run(args: argparse.Namespace) -> int:
     """Materialize one study's assets with the real `dagster job execute` into the persistent instance."""
     from quant_dag.defs.jobs import study_job_name
-    from quant_dag.report import print_study_status
+    from quant_dag.cli.study_status import print_study_status
 
     home, cat = _study_args(args)
     if cat is None:
@@ -127,7 +127,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     """Where one result came from: the target and everything upstream of it, read from the instance."""
-    from quant_dag.lineage import cmd_lineage as lineage_main
+    from quant_dag.cli.asset_lineage import cmd_lineage as lineage_main
 
     return lineage_main(args)
 
