@@ -23,7 +23,7 @@ CHAIN = [f"checkpoint/{MODEL}", f"quantized/{MODEL}/{RECIPE}", f"endpoint/{MODEL
 
 def cli(home, catalog, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "quant_dag.cli.asset_lineage", *args, "--catalog", str(catalog), "--home", str(home)],
+        [sys.executable, "-m", "quant_dag.cli.lineage", *args, "--catalog", str(catalog), "--home", str(home)],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )  # fmt: skip
 
