@@ -10,9 +10,9 @@ import sys
 import dagster as dg
 import pytest
 
+from quant_dag.cli.asset_lineage import TargetError, format_lineage, lineage
 from quant_dag.definitions import build_definitions
 from quant_dag.home import REPO
-from quant_dag.lineage import TargetError, format_lineage, lineage
 from tests.demo_run import demo_run_id, meta
 
 MODEL, RECIPE, SUITE = "smollm2-135m", "w4a16-light-g32", "arithmetic"
@@ -23,7 +23,7 @@ CHAIN = [f"checkpoint/{MODEL}", f"quantized/{MODEL}/{RECIPE}", f"endpoint/{MODEL
 
 def cli(home, catalog, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "quant_dag.lineage", *args, "--catalog", str(catalog), "--home", str(home)],
+        [sys.executable, "-m", "quant_dag.cli.lineage", *args, "--catalog", str(catalog), "--home", str(home)],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )  # fmt: skip
 

@@ -28,9 +28,9 @@ from urllib.parse import quote
 import dagster as dg
 import pytest
 
+from quant_dag.cli.asset_lineage import lineage
 from quant_dag.definitions import build_definitions
 from quant_dag.home import REPO
-from quant_dag.lineage import lineage
 from tests.demo_run import materialization
 
 BENCHMARK = "benchmark/smollm2-135m/base/arithmetic"

@@ -20,7 +20,8 @@ CHECKS = {
 def _meta(event: object | None) -> dict[str, object]:
     if event is None or event.asset_materialization is None:  # type: ignore[attr-defined]
         return {}
-    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}  # type: ignore[attr-defined]
+    metadata = event.asset_materialization.metadata  # type: ignore[attr-defined]
+    return {k: getattr(v, "value", v) for k, v in metadata.items()}
 
 
 def study_rows(instance: dg.DagsterInstance, cat: Catalog, study: str) -> list[dict[str, object]]:
@@ -29,10 +30,16 @@ def study_rows(instance: dg.DagsterInstance, cat: Catalog, study: str) -> list[d
     for key in map(dg.AssetKey, graph.study_keys(cat, study)):
         if key.path[0] == "vllm":  # an observed source: observed, not materialized
             record = instance.get_latest_data_version_record(key)
-            rows.append({"asset": key.to_user_string(), "layer": "vllm", "materialized": record is not None, "checks": {}})
+            rows.append(
+                {"asset": key.to_user_string(), "layer": "vllm", "materialized": record is not None, "checks": {}}
+            )
             continue
         event = instance.get_latest_materialization_event(key)
-        row: dict[str, object] = {"asset": key.to_user_string(), "layer": key.path[0], "materialized": event is not None}
+        row: dict[str, object] = {
+            "asset": key.to_user_string(),
+            "layer": key.path[0],
+            "materialized": event is not None,
+        }
         row.update(_meta(event))
         names = CHECKS.get(key.path[0], ())
         if key.path[0] == "endpoint" and key.path[-1] == graph.BASE:
@@ -67,7 +74,9 @@ def print_study_status(cat: Catalog, study: str, home: ProjectHome) -> bool:
     """Print the study's tables; True when every asset materialized and every check that could run passed."""
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
         rows = study_rows(instance, cat, study)
-    head = f"{'asset':56} {'time s':>7} {'peak MiB':>9} {'weights MiB':>12} {'vs base':>8} {'16-bit families':22} checks"
+    head = (
+        f"{'asset':56} {'time s':>7} {'peak MiB':>9} {'weights MiB':>12} {'vs base':>8} {'16-bit families':22} checks"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     for r in (r for r in rows if r["layer"] in ("checkpoint", "quantized")):
         checks = "/".join(r["checks"].values()) if r["checks"] else ""  # type: ignore[union-attr]
@@ -101,7 +110,10 @@ def print_study_status(cat: Catalog, study: str, home: ProjectHome) -> bool:
 
 
 def print_benchmarks(rows: list[dict[str, object]], home: ProjectHome) -> None:
-    head = f"{'benchmark':58} {'mode':12} {'n':>4} {'accuracy [95% CI]':>20} {'cutoff':>7} {'tokens':>7} {'pass@k':>12} {'sent/reused':>11}"
+    head = (
+        f"{'benchmark':58} {'mode':12} {'n':>4} {'accuracy [95% CI]':>20} {'cutoff':>7} {'tokens':>7} "
+        f"{'pass@k':>12} {'sent/reused':>11}"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     for r in (r for r in rows if r["layer"] == "benchmark"):
         path = home.artifacts(str(r["asset"]).split("/")) / "summary.json"

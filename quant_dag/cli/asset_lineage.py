@@ -1,26 +1,22 @@
-"""`quant-dag lineage <target>`: where one result came from, read from the Dagster instance.
+"""The rows behind `quant-dag lineage` (quant_dag/cli/lineage.py): a target asset and everything upstream of it,
+sources first, read from the Dagster instance, and their text form.
 
-For a target asset (a full key, or the short form `study/variant/suite` for a benchmark) it lists the target
-and everything upstream of it, sources first: the run and time of each asset's latest materialization, the
-code version it ran with against the definition's current one, its data version, the few metadata entries
-that identify it (recipe hash, AutoRound and vLLM builds, dataset revision, accuracy, ...) and the latest
-result of each asset check. Reads the instance only; runs nothing.
+Each row holds the run and time of the asset's latest materialization, the code version it ran with against the
+definition's current one, its data version, the few metadata entries that identify it (recipe hash, AutoRound and
+vLLM builds, dataset revision, accuracy, ...) and the latest result of each asset check. Reads the instance only;
+runs nothing.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
 import math
-import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-
-from quant_dag.home import catalog_dir, home_dir
 
 # What identifies an asset of each layer; `accuracy/<mode>` entries are added for benchmarks.
 LAYER_METADATA: dict[str, tuple[str, ...]] = {
@@ -92,7 +88,9 @@ def resolve_target(defs: dg.Definitions, target: str) -> dg.AssetKey:
         tails = {"/".join(k.path[2:]): k.to_user_string() for k in benchmarks}
         close = [tails[t] for t in difflib.get_close_matches("/".join(parts[1:]), list(tails), n=5, cutoff=0.6)]
     hint = f"; close matches: {', '.join(close)}" if close else ""
-    raise TargetError(f"no asset {target!r} (a key like benchmark/<model>/<variant>/<suite>, or <study>/<variant>/<suite>){hint}")
+    raise TargetError(
+        f"no asset {target!r} (a key like benchmark/<model>/<variant>/<suite>, or <study>/<variant>/<suite>){hint}"
+    )
 
 
 def upstream_keys(defs: dg.Definitions, key: dg.AssetKey) -> list[dg.AssetKey]:
@@ -133,7 +131,9 @@ def _checks(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey]) ->
         dagster_event = record.event.dagster_event if record.event else None
         evaluation = dagster_event.event_specific_data if dagster_event else None
         if isinstance(evaluation, dg.AssetCheckEvaluation):  # a planned-only check has no evaluation yet
-            row.update(passed=evaluation.passed, severity=evaluation.severity.value, description=evaluation.description or "")
+            row.update(
+                passed=evaluation.passed, severity=evaluation.severity.value, description=evaluation.description or ""
+            )
         out.append(row)
     return out
 
@@ -152,7 +152,7 @@ def _latest_event(instance: dg.DagsterInstance, key: dg.AssetKey, observable: bo
 
 
 def lineage(instance: dg.DagsterInstance, defs: dg.Definitions, target: str) -> list[dict[str, Any]]:
-    """One row per asset of the target's upstream chain, sources first (see the module docstring)."""
+    """One row per asset of the target's upstream chain, sources first (what a row holds: the module docstring)."""
     key = resolve_target(defs, target)
     graph = defs.resolve_asset_graph()
     data_version: dict[dg.AssetKey, str | None] = {}
@@ -204,7 +204,7 @@ def lineage(instance: dg.DagsterInstance, defs: dg.Definitions, target: str) -> 
                 event=kind,
                 materialized=kind == "materialization",
                 run_id=entry.run_id or None,  # an observation outside a run has no run id
-                timestamp=datetime.fromtimestamp(entry.timestamp, tz=timezone.utc).isoformat(timespec="seconds"),
+                timestamp=datetime.fromtimestamp(entry.timestamp, tz=UTC).isoformat(timespec="seconds"),
                 code_version=code,
                 stale=(code != node.code_version) if kind == "materialization" else None,
                 stale_causes=causes,
@@ -264,49 +264,3 @@ def format_lineage(rows: list[dict[str, Any]]) -> str:
             lines.append(f"     check {check['name']}: {check['status']}{extra}{desc}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
-
-
-def add_lineage_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("target", help="asset key (benchmark/<model>/<variant>/<suite>) or <study>/<variant>/<suite>")
-    parser.add_argument("--catalog", default=str(catalog_dir()), help="catalog folder (default: %(default)s)")
-    parser.add_argument("--home", default=str(home_dir()), help="project home (default: %(default)s)")
-    parser.add_argument("--profile", default=None, help="resource profile the study ran with (default: local-cpu)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    return parser
-
-
-def cmd_lineage(args: argparse.Namespace) -> int:
-    """Exit 0 with the lineage, 2 when the target names no asset (or several), 1 without a catalog or instance."""
-    from quant_dag.catalog.load import CatalogError
-    from quant_dag.definitions import build_definitions
-
-    home = Path(args.home).resolve()
-    dagster_home = home / "dagster"
-    try:
-        # the profile matters: endpoint code versions include its vLLM flags, so another one reads as stale
-        defs = build_definitions(catalog=Path(args.catalog).resolve(), home=home, profile=getattr(args, "profile", None))
-    except CatalogError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    if not dagster_home.is_dir():
-        print(f"no Dagster instance at {dagster_home}: run a study first (quant-dag demo / quant-dag run)", file=sys.stderr)
-        return 1
-    instance = dg.DagsterInstance.from_config(str(dagster_home))
-    try:
-        rows = lineage(instance, defs, args.target)
-    except TargetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        instance.dispose()
-    print(json.dumps(rows, indent=2) if args.json else format_lineage(rows), end="\n" if args.json else "")
-    return 0
-
-
-def main_lineage(argv: list[str] | None = None) -> int:
-    parser = add_lineage_arguments(argparse.ArgumentParser(prog="quant-dag lineage", description=__doc__))
-    return cmd_lineage(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main_lineage())

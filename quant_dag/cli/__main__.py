@@ -1,0 +1,7 @@
+"""`python -m quant_dag.cli ...`: the same as `quant-dag ...`."""
+
+import sys
+
+from quant_dag.cli import main
+
+sys.exit(main())
