@@ -47,8 +47,11 @@ def inventory() -> list[Gpu]:
     try:
         out = subprocess.run(
             [smi, "--query-gpu=index,name,memory.total,memory.used", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (subprocess.SubprocessError, OSError):
         return []
     gpus = []

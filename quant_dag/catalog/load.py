@@ -70,7 +70,8 @@ class Catalog:
         return list(seen)
 
     def study_variants(self, study: str) -> list[tuple[str, str]]:
-        """(model, variant) of every quantized variant a study compares: its recipes, then its third-party checkpoints."""
+        """(model, variant) of every quantized variant a study compares: its recipes, then its third-party
+        checkpoints."""
         s = self.studies[study]
         return list(s.pairs()) + [(self.third_party[t].model, t) for t in s.third_party]
 
@@ -186,13 +187,17 @@ def _cross_check(cat: Catalog) -> list[str]:
         if missing("models", v.model):
             out.append(f"{where('third_party', v.name)}: model {v.model!r} is not a model of the catalog")
         if v.name in cat.recipes:
-            out.append(f"{where('third_party', v.name)}: name is already a recipe's (quantized/<model>/<name> would clash)")
+            out.append(
+                f"{where('third_party', v.name)}: name is already a recipe's (quantized/<model>/<name> would clash)"
+            )
     for r in cat.recipes.values():
         calib = cat.calibration_path(r.name)
         if calib is not None and not calib.is_file():
             out.append(f"{where('recipes', r.name)}: calibration file {str(calib)!r} does not exist")
         elif calib is not None and ("," in str(calib) or ":" in str(calib)):
-            out.append(f"{where('recipes', r.name)}: calibration path {str(calib)!r} has ',' or ':', which AutoRound splits on")
+            out.append(
+                f"{where('recipes', r.name)}: calibration path {str(calib)!r} has ',' or ':', which AutoRound splits on"
+            )
     for b in cat.benchmarks.values():
         data = cat.benchmark_path(b.name)
         if data is not None and not data.is_file():

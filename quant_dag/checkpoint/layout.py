@@ -145,7 +145,12 @@ def _linear_from(module: str, parts: dict[str, TensorInfo], bits: int) -> Linear
         return LinearInfo(module, family, True, storage, _unpacked(q, 1, bits), q.shape[0], nbytes)
     w = parts.get("weight")
     fused = w is not None and len(w.shape) == 3 and FUSED_EXPERTS.search(module) is not None
-    if w is None or (len(w.shape) != 2 and not fused) or family in ("embeddings", "norms") or EMBEDDING_MODULE.search(module):
+    if (
+        w is None
+        or (len(w.shape) != 2 and not fused)
+        or family in ("embeddings", "norms")
+        or EMBEDDING_MODULE.search(module)
+    ):
         return None
     quantized = w.dtype not in FLOAT16  # fp8 / int8 weights
     return LinearInfo(module, family, quantized, w.dtype, w.shape[-1], w.shape[-2], nbytes)
@@ -167,7 +172,9 @@ class Layout:
         return sum(self.family_rows()[f]["params"] for f in self.family_rows())
 
     def family_rows(self) -> dict[str, dict[str, int]]:
-        rows: dict[str, dict[str, int]] = {f: {"bytes": 0, "params": 0, "linear": 0, "linear_16bit": 0} for f in FAMILIES}
+        rows: dict[str, dict[str, int]] = {
+            f: {"bytes": 0, "params": 0, "linear": 0, "linear_16bit": 0} for f in FAMILIES
+        }
         for t in self.tensors:
             fam = family_of(t.name)
             rows[fam]["bytes"] += t.nbytes

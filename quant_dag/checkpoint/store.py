@@ -51,7 +51,13 @@ def write_layout_report(layout: Layout, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     families = pl.DataFrame(
         [{"family": f, **row} for f, row in layout.family_rows().items()],
-        schema={"family": pl.String, "bytes": pl.Int64, "params": pl.Int64, "linear": pl.Int64, "linear_16bit": pl.Int64},
+        schema={
+            "family": pl.String,
+            "bytes": pl.Int64,
+            "params": pl.Int64,
+            "linear": pl.Int64,
+            "linear_16bit": pl.Int64,
+        },
     )
     modules = pl.DataFrame(
         layout.module_records(),
@@ -65,7 +71,10 @@ def write_layout_report(layout: Layout, out_dir: Path) -> dict[str, Path]:
             "nbytes": pl.Int64,
         },
     )
-    paths = {"layout_families": out_dir / "layout_families.parquet", "layout_modules": out_dir / "layout_modules.parquet"}
+    paths = {
+        "layout_families": out_dir / "layout_families.parquet",
+        "layout_modules": out_dir / "layout_modules.parquet",
+    }
     for df, key in ((families, "layout_families"), (modules, "layout_modules")):
         tmp = paths[key].with_suffix(".parquet.tmp")
         df.write_parquet(tmp)

@@ -103,7 +103,11 @@ class ChatClient:
 
     async def chat(self, messages: list[dict], **params: object) -> ChatResult:
         assert self._http is not None, "use ChatClient as an async context manager"
-        payload = {"model": self.endpoint.model, "messages": messages, **{k: v for k, v in params.items() if v is not None}}
+        payload = {
+            "model": self.endpoint.model,
+            "messages": messages,
+            **{k: v for k, v in params.items() if v is not None},
+        }
         async with self._sem:
             last = "no attempt"
             for attempt in range(1, self.max_retries + 2):
@@ -124,4 +128,6 @@ class ChatClient:
                 if attempt <= self.max_retries:
                     # jittered exponential backoff, so retries of many requests do not arrive together
                     await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
-            return ChatResult(error=f"gave up after {self.max_retries + 1} attempts: {last}", attempts=self.max_retries + 1)
+            return ChatResult(
+                error=f"gave up after {self.max_retries + 1} attempts: {last}", attempts=self.max_retries + 1
+            )

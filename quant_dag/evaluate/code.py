@@ -284,7 +284,8 @@ def _report(passed, detail):
     _sys.exit(0)
 def _wrapped_source(code):
     tree = _ast.parse(code)
-    if tree.body and isinstance(tree.body[-1], _ast.If) and _ast.unparse(tree.body[-1].test).strip() == "__name__ == '__main__'":
+    last = tree.body[-1] if tree.body else None
+    if isinstance(last, _ast.If) and _ast.unparse(last.test).strip() == "__name__ == '__main__'":
         code = _ast.unparse(tree.body[:-1]) + "\\n" + _ast.unparse(tree.body[-1].body)
     tree = _ast.parse(code)
     imports = [s for s in tree.body if isinstance(s, (_ast.Import, _ast.ImportFrom))]
@@ -293,7 +294,9 @@ def _wrapped_source(code):
                           kw_defaults=[], defaults=[]), body=body or [_ast.Pass()], decorator_list=[], lineno=-1)
     return _PRELUDE + "\\n" + _ast.unparse(imports) + "\\n" + _ast.unparse(fn)
 def _why(exc):
-    return "time limit exceeded" if isinstance(exc, _TimeLimit) else "runtime error: %s: %s" % (type(exc).__name__, str(exc)[:300])
+    if isinstance(exc, _TimeLimit):
+        return "time limit exceeded"
+    return "runtime error: %s: %s" % (type(exc).__name__, str(exc)[:300])
 def _lines(text):
     return [line.strip() for line in text.strip().split("\\n")]
 def _decimals(line):
@@ -394,12 +397,27 @@ _report(_passed, "")
 """
 
 
-def _lcb_run(code: str, tests: list[tuple[str, str]], mode: str, fn_name: str | None, offset: int, total: int,
-             timeout_s: float, limits: Limits | None) -> tuple[int, str]:  # fmt: skip
+def _lcb_run(
+    code: str,
+    tests: list[tuple[str, str]],
+    mode: str,
+    fn_name: str | None,
+    offset: int,
+    total: int,
+    timeout_s: float,
+    limits: Limits | None,
+) -> tuple[int, str]:
     """Run one group of tests (all stdin or all call-based) in one sandbox: (tests passed, why it stopped)."""
     marker = f"@@lcb-result-{secrets.token_hex(8)} "
-    spec = {"code": code, "tests": tests, "mode": mode, "fn_name": fn_name, "offset": offset, "total": total,
-            "timeout": timeout_s}  # fmt: skip
+    spec = {
+        "code": code,
+        "tests": tests,
+        "mode": mode,
+        "fn_name": fn_name,
+        "offset": offset,
+        "total": total,
+        "timeout": timeout_s,
+    }
     program = _LCB_HARNESS.format(spec=json.dumps(spec), prelude=LCB_PRELUDE, marker=marker)
     # the reference's own bound on a whole run: (timeout + 1) per test + 5 s
     budget = limits or Limits(wall_s=(timeout_s + 1) * len(tests) + 5, cpu_s=int(timeout_s * len(tests)) + 10)
@@ -411,8 +429,13 @@ def _lcb_run(code: str, tests: list[tuple[str, str]], mode: str, fn_name: str | 
     return 0, f"test {offset + 1}/{total} ({mode}) {_failure(res) if not res.ok else 'failed: no result'}"
 
 
-def score_livecodebench(completion_text: str, tests: list[dict[str, Any]], func_name: str | None,
-                        limits: Limits | None = None, timeout_s: float = LCB_TEST_TIMEOUT_S) -> Scored:  # fmt: skip
+def score_livecodebench(
+    completion_text: str,
+    tests: list[dict[str, Any]],
+    func_name: str | None,
+    limits: Limits | None = None,
+    timeout_s: float = LCB_TEST_TIMEOUT_S,
+) -> Scored:
     """1.0 only if every test passes, graded by LiveCodeBench's rules (above); stops at the first failure.
 
     stdin tests ({"testtype": "stdin"}) and call-based tests ({"testtype": "functional"}, needing `func_name`)

@@ -31,16 +31,28 @@ def build_history(journal: dict[str, dict], current: list[dict], version: str) -
     out = []
     for (build, mode), recs in rows.items():
         scores = [float(r.get("score") or 0.0) for r in recs]
-        out.append({
-            "vllm_version": build, "mode": mode, "records": len(recs),
-            "coverage": len(recs) / per_mode[mode] if per_mode.get(mode) else 0.0,
-            "accuracy": math.fsum(scores) / len(scores),
-            "cutoff_rate": sum(1 for r in recs if r.get("finish_reason") == "length") / len(recs),
-            "last_answer_at": max(float(r.get("finished_at") or 0.0) for r in recs),
-            "current": build == version,
-        })  # fmt: skip
-    schema = {"vllm_version": pl.String, "mode": pl.String, "records": pl.Int64, "coverage": pl.Float64,
-              "accuracy": pl.Float64, "cutoff_rate": pl.Float64, "last_answer_at": pl.Float64, "current": pl.Boolean}  # fmt: skip
+        out.append(
+            {
+                "vllm_version": build,
+                "mode": mode,
+                "records": len(recs),
+                "coverage": len(recs) / per_mode[mode] if per_mode.get(mode) else 0.0,
+                "accuracy": math.fsum(scores) / len(scores),
+                "cutoff_rate": sum(1 for r in recs if r.get("finish_reason") == "length") / len(recs),
+                "last_answer_at": max(float(r.get("finished_at") or 0.0) for r in recs),
+                "current": build == version,
+            }
+        )
+    schema = {
+        "vllm_version": pl.String,
+        "mode": pl.String,
+        "records": pl.Int64,
+        "coverage": pl.Float64,
+        "accuracy": pl.Float64,
+        "cutoff_rate": pl.Float64,
+        "last_answer_at": pl.Float64,
+        "current": pl.Boolean,
+    }
     return pl.DataFrame(out, schema=schema).sort(["last_answer_at", "mode"])
 
 
@@ -65,8 +77,10 @@ def compare_with_previous_build(journal: dict[str, dict], current: list[dict], v
     regressions, lines = [], []
     cols = ["sample_id", "repeat", "score", "error"]
     for mode in sorted({r["mode"] for r in current}):
-        now = pl.DataFrame([{c: r.get(c) for c in cols} for r in current if r["mode"] == mode],
-                           schema={"sample_id": pl.String, "repeat": pl.Int64, "score": pl.Float64, "error": pl.String})  # fmt: skip
+        now = pl.DataFrame(
+            [{c: r.get(c) for c in cols} for r in current if r["mode"] == mode],
+            schema={"sample_id": pl.String, "repeat": pl.Int64, "score": pl.Float64, "error": pl.String},
+        )
         before = pl.DataFrame([{c: r.get(c) for c in cols} for r in old if r["mode"] == mode], schema=now.schema)
         if before.is_empty():
             continue

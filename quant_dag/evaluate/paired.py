@@ -87,8 +87,22 @@ def compare_paired(
     common = sorted(set(bm) & set(om))  # sorted: the bootstrap's draws must not depend on dict order
     n_ub, n_uo = len(set(bm) - set(om)), len(set(om) - set(bm))
     if not common:
-        return PairedComparison(0, n_ub, n_uo, None, None, None, None, None, False, 0, None, None, None,
-                                verdict_text(None, None, None, False))  # fmt: skip
+        return PairedComparison(
+            0,
+            n_ub,
+            n_uo,
+            None,
+            None,
+            None,
+            None,
+            None,
+            False,
+            0,
+            None,
+            None,
+            None,
+            verdict_text(None, None, None, False),
+        )
     xs, ys = [bm[s] for s in common], [om[s] for s in common]
     diff, lo, hi = paired_bootstrap(xs, ys, iters=iters, seed=seed, confidence=confidence)
     significant = lo > 0 or hi < 0

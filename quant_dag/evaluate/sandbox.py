@@ -236,9 +236,13 @@ def _minimal_env() -> dict[str, str]:
 
 def _program_env() -> dict[str, str]:
     return {
-        **_minimal_env(), "HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONHASHSEED": "0",
-        "PYTHONUTF8": "1", "PYTHONDONTWRITEBYTECODE": "1",
-    }  # fmt: skip
+        **_minimal_env(),
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "PYTHONHASHSEED": "0",
+        "PYTHONUTF8": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
 def _find_python() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
@@ -250,8 +254,9 @@ def _find_python() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
             continue
         real = os.path.realpath(cand)
         query = "import sys; print(sys.version_info[0], sys.version_info[1]); print(sys.base_prefix)"
-        out = subprocess.run([real, "-I", "-S", "-c", query], capture_output=True, text=True, timeout=30,
-                             env=_minimal_env())  # fmt: skip
+        out = subprocess.run(
+            [real, "-I", "-S", "-c", query], capture_output=True, text=True, timeout=30, env=_minimal_env()
+        )
         if out.returncode != 0:
             continue
         ver, prefix = out.stdout.splitlines()[:2]
@@ -305,8 +310,14 @@ def sandbox_unavailable() -> str | None:
                 # host paths that must not be visible inside (those the sandbox mounts itself are left out)
                 visible = ("/usr", "/bin", "/sbin", "/lib", "/dev", "/tmp", *setup.extra_ro)
                 host = (str(Path(__file__).resolve()), os.path.expanduser("~"), os.getcwd(), sys.prefix)
-                hidden = [p for p in host if p.startswith("/") and p != "/" and not _under(p, visible)
-                          and not any(_under(v, (p,)) for v in setup.extra_ro)]  # parents of a mount exist
+                hidden = [
+                    p
+                    for p in host
+                    if p.startswith("/")
+                    and p != "/"
+                    and not _under(p, visible)
+                    and not any(_under(v, (p,)) for v in setup.extra_ro)
+                ]  # parents of a mount exist
                 res = _run(setup, _PROBE_PROGRAM.format(paths=hidden), "", Limits(wall_s=10))
                 uid = NOBODY if setup.as_root else 0
                 want = f"probe True down {uid} 0"
@@ -340,27 +351,46 @@ def _run(setup: _Setup, program: str, stdin: str, limits: Limits) -> SandboxResu
         (tmp / "root").mkdir()
         (tmp / "program.py").write_text(program, encoding="utf-8")
         cfg = {
-            "root": str(tmp / "root"), "program": str(tmp / "program.py"), "program_dst": _PROGRAM,
-            "extra_ro": list(setup.extra_ro), "tmp_mb": int(limits.tmp_mb), "status_fd": status_w,
-            "pivot_nr": _PIVOT_ROOT_NR.get(platform.machine()), "wall_s": float(limits.wall_s),
-            "limits": {"cpu_s": int(limits.cpu_s), "memory_mb": int(limits.memory_mb),
-                       "max_file_mb": int(limits.max_file_mb), "max_procs": int(limits.max_procs)},
-            "drop_uid": setup.as_root, "uid": NOBODY, "python": setup.python,
-            "python_args": list(setup.python_args), "env": _program_env(),
-        }  # fmt: skip
+            "root": str(tmp / "root"),
+            "program": str(tmp / "program.py"),
+            "program_dst": _PROGRAM,
+            "extra_ro": list(setup.extra_ro),
+            "tmp_mb": int(limits.tmp_mb),
+            "status_fd": status_w,
+            "pivot_nr": _PIVOT_ROOT_NR.get(platform.machine()),
+            "wall_s": float(limits.wall_s),
+            "limits": {
+                "cpu_s": int(limits.cpu_s),
+                "memory_mb": int(limits.memory_mb),
+                "max_file_mb": int(limits.max_file_mb),
+                "max_procs": int(limits.max_procs),
+            },
+            "drop_uid": setup.as_root,
+            "uid": NOBODY,
+            "python": setup.python,
+            "python_args": list(setup.python_args),
+            "env": _program_env(),
+        }
         cmd = [setup.unshare, "--fork", "--pid", "--kill-child", "--mount", "--net", "--ipc", "--uts"]
         if not setup.as_root:
             cmd += ["--user", "--map-root-user"]
         cmd += ["--", setup.python, "-I", "-S", "-c", _INIT, json.dumps(cfg)]
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_minimal_env(),
-            cwd=tmp, pass_fds=(status_w,), start_new_session=True,  # its own group: one killpg ends it all
-        )  # fmt: skip
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_minimal_env(),
+            cwd=tmp,
+            pass_fds=(status_w,),
+            start_new_session=True,  # its own group: one killpg ends it all
+        )
         os.close(status_w)
         status_w = -1
-        out, err, killed_for = _communicate(proc, stdin.encode("utf-8"), t0 + limits.wall_s + _BACKSTOP_S,
-                                            limits.max_output_bytes)  # fmt: skip
+        out, err, killed_for = _communicate(
+            proc, stdin.encode("utf-8"), t0 + limits.wall_s + _BACKSTOP_S, limits.max_output_bytes
+        )
         proc.wait()
         wall = time.monotonic() - t0
         status = _read_status(status_r)

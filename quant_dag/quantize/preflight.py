@@ -39,12 +39,20 @@ def _vtuple(v: str | None) -> tuple[int, ...]:
     return tuple(out)
 
 
-def fla_verdict(fla: str | None, triton: str | None, cuda: bool, capability: tuple[int, int] | None) -> tuple[bool, str]:
+def fla_verdict(
+    fla: str | None, triton: str | None, cuda: bool, capability: tuple[int, int] | None
+) -> tuple[bool, str]:
     """Whether AutoRound may use flash-linear-attention here, and why (the version rule, before any probe)."""
     if not fla:
         return False, "flash-linear-attention is not installed: transformers uses its torch path (slower on Qwen3.5)"
     if not cuda:
-        return False, "no CUDA device: FLA's triton kernels cannot run on the CPU (Qwen3.5 forward crashes with triton installed)"
+        return (
+            False,
+            (
+                "no CUDA device: FLA's triton kernels cannot run on the CPU "
+                "(Qwen3.5 forward crashes with triton installed)"
+            ),
+        )
     if not triton:
         return False, "triton is not installed: FLA cannot run"
     if capability is not None and capability[0] == 9 and _vtuple(triton) < FLA_MIN_TRITON_HOPPER:
@@ -69,7 +77,10 @@ def probe_fla() -> tuple[bool, str]:
         torch.cuda.synchronize()
         return True, "FLA gated-delta-rule forward+backward ran"
     except Exception as exc:  # noqa: BLE001 - any failure means: do not use FLA
-        return False, f"FLA probe failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+        return (
+            False,
+            f"FLA probe failed: {type(exc).__name__}: {first_line(exc)}",
+        )
 
 
 def report(probe: bool) -> dict:
@@ -115,3 +126,8 @@ if __name__ == "__main__":
     except Exception:  # noqa: BLE001 - report, the parent decides
         emit("preflight", error=traceback.format_exc(limit=3))
         raise
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""

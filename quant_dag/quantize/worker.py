@@ -74,7 +74,9 @@ def short_calibration(base: str, calibration: str, seqlen: int) -> str | None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(base)
-    lengths = [len(tok(json.loads(line)["text"])["input_ids"]) for line in path.read_text().splitlines() if line.strip()]
+    lengths = [
+        len(tok(json.loads(line)["text"])["input_ids"]) for line in path.read_text().splitlines() if line.strip()
+    ]
     if not lengths or max(lengths) >= seqlen:
         return None
     return (

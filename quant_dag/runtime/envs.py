@@ -276,8 +276,19 @@ def ensure_runtime(
             return _runtime(target, info)
         if target.exists():  # no .ready: a killed or failed build
             shutil.rmtree(target)
-        return _build(home, project, build, target, index_url, list(extra_pip_args),
-                      system_site_packages, timeout_s, log, isolated_pip, base_python)  # fmt: skip
+        return _build(
+            home,
+            project,
+            build,
+            target,
+            index_url,
+            list(extra_pip_args),
+            system_site_packages,
+            timeout_s,
+            log,
+            isolated_pip,
+            base_python,
+        )
 
 
 def _build(
@@ -311,8 +322,14 @@ def _build(
             pip = [sys.executable, "-m", "pip", "--python", str(python)] if host_pip else [str(python), "-m", "pip"]
             pip += ["--isolated"] if isolated_pip else []
             pip += ["install", "--disable-pip-version-check", "--no-input", "--index-url", index_url]
-            _stream([*pip, *extra_pip_args, f"{project}=={version}"],
-                    env=env, logf=logf, log=log, deadline=deadline, what="pip install")  # fmt: skip
+            _stream(
+                [*pip, *extra_pip_args, f"{project}=={version}"],
+                env=env,
+                logf=logf,
+                log=log,
+                deadline=deadline,
+                what="pip install",
+            )
 
             try:
                 got = installed_version(python, project, timeout_s=max(1.0, min(120.0, deadline - time.monotonic())))
@@ -348,14 +365,17 @@ def _build(
             shutil.move(str(log_path), str(kept))
         except OSError:
             kept = None
-        _record_failure(home, {
-            "project": project,
-            "version": version,
-            "filename": build.filename,
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "reason": reason,
-            "log": str(kept) if kept else None,
-        })  # fmt: skip
+        _record_failure(
+            home,
+            {
+                "project": project,
+                "version": version,
+                "filename": build.filename,
+                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "reason": reason,
+                "log": str(kept) if kept else None,
+            },
+        )
         raise RuntimeInstallFailed(project, version, reason, tail, kept) from exc
     except BaseException:  # interrupted: no record, but no half-built runtime either
         shutil.rmtree(target, ignore_errors=True)

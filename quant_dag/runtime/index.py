@@ -185,9 +185,7 @@ def list_builds(
         if candidates and unparsable == candidates:
             raise IndexUnavailable("malformed", url, f"none of the {candidates} file names parse as wheel/sdist")
         extra = f" ({prerelease} pre-release builds excluded)" if prerelease else ""
-        raise IndexUnavailable(
-            "empty", url, f"no wheel or sdist for {want} among {len(parser.anchors)} links{extra}"
-        )
+        raise IndexUnavailable("empty", url, f"no wheel or sdist for {want} among {len(parser.anchors)} links{extra}")
     builds.sort(key=lambda b: b.parsed_version)
     return builds
 

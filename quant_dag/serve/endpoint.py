@@ -53,7 +53,9 @@ class EndpointRecord:
     log: str = ""
 
     def degenerate_answers(self) -> list[str]:
-        return [f"{a['question']!r} (thinking={a['thinking']}): {a['degenerate']}" for a in self.answers if a["degenerate"]]
+        return [
+            f"{a['question']!r} (thinking={a['thinking']}): {a['degenerate']}" for a in self.answers if a["degenerate"]
+        ]
 
     def fidelity_problems(self, limits: FidelityLimits) -> list[str]:
         out = []

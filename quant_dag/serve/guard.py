@@ -27,7 +27,9 @@ def main(argv: list[str]) -> int:
     parent = os.getppid()
     die_with_parent(signal.SIGTERM)
     with open(log_path, "ab", buffering=0) as log:
-        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        child = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
 
         def stop(signum: int = signal.SIGTERM, frame: object = None) -> None:
             with contextlib.suppress(ProcessLookupError):

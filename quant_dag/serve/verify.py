@@ -99,10 +99,16 @@ def smoke(server: Server, model: str, thinking_switch: bool, max_tokens: int = 6
             content = choice["message"].get("content") or ""
             out.append(
                 SmokeAnswer(
-                    question, thinking, content, reasoning, field, choice.get("finish_reason", ""),
-                    int((resp.get("usage") or {}).get("completion_tokens", 0)), degenerate(content + reasoning),
+                    question,
+                    thinking,
+                    content,
+                    reasoning,
+                    field,
+                    choice.get("finish_reason", ""),
+                    int((resp.get("usage") or {}).get("completion_tokens", 0)),
+                    degenerate(content + reasoning),
                 )
-            )  # fmt: skip
+            )
     return out
 
 
@@ -124,7 +130,14 @@ class PromptLogprobs:
 def prompt_logprobs(server: Server, model: str, text: str, k: int = TOP_K) -> PromptLogprobs:
     resp = server.request(
         "/v1/completions",
-        {"model": model, "prompt": text, "max_tokens": 1, "temperature": 0, "prompt_logprobs": k, "return_token_ids": True},
+        {
+            "model": model,
+            "prompt": text,
+            "max_tokens": 1,
+            "temperature": 0,
+            "prompt_logprobs": k,
+            "return_token_ids": True,
+        },
     )
     ids = resp["choices"][0].get("prompt_token_ids") or resp.get("prompt_token_ids")
     entries = resp["choices"][0].get("prompt_logprobs") or resp.get("prompt_logprobs")

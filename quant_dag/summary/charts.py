@@ -23,9 +23,7 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
     them strictly), in increasing memory: for each memory budget, the best accuracy reachable."""
     front = []
     for name, mem, acc in points:
-        dominated = any(
-            m2 <= mem and a2 >= acc and (m2 < mem or a2 > acc) for n2, m2, a2 in points if n2 != name
-        )
+        dominated = any(m2 <= mem and a2 >= acc and (m2 < mem or a2 > acc) for n2, m2, a2 in points if n2 != name)
         if not dominated:
             front.append((mem, -acc, name))
     return [name for _, _, name in sorted(front)]
@@ -73,20 +71,28 @@ def _bar_grid(data: StudyData, metric: str, path: Path, title: str, ylabel: str,
     figure about 14 inches wide (readable when a page scales it down). In a panel: one group per variant, one
     bar per mode; what was not evaluated is labelled in place."""
     cells = _Cells(data, long_table(data))
-    models = [m for m in data.models if any(cells.value(m, v, c, metric) is not None
-                                            for v in data.variants(m) for c in cells.columns)]  # fmt: skip
+    models = [
+        m
+        for m in data.models
+        if any(cells.value(m, v, c, metric) is not None for v in data.variants(m) for c in cells.columns)
+    ]
     if not models:
         return None
     skipped = [m for m in data.models if m not in models]
     suites = list(data.suites)
 
     def modes_of(model: str, suite: str) -> list[str]:
-        return [c[1] for c in cells.columns if c[0] == suite
-                and any(cells.value(model, v, c, metric) is not None for v in data.variants(model))]  # fmt: skip
+        return [
+            c[1]
+            for c in cells.columns
+            if c[0] == suite and any(cells.value(model, v, c, metric) is not None for v in data.variants(model))
+        ]
 
     # a (model, benchmark) with no result for any variant gets a footnote, not a panel of empty bars
     panels = {m: [s for s in suites if modes_of(m, s)] for m in models}
-    empty = [f"{m}: {', '.join(s for s in suites if s not in panels[m])}" for m in models if len(panels[m]) < len(suites)]
+    empty = [
+        f"{m}: {', '.join(s for s in suites if s not in panels[m])}" for m in models if len(panels[m]) < len(suites)
+    ]
     n_bars = max(len(data.variants(m)) * max(1, len(modes_of(m, s))) for m in models for s in panels[m])
     panel_w = min(12.0, max(4.2, 0.42 * n_bars + 1.3))
     ncols = max(1, min(max(len(p) for p in panels.values()), int(14.0 // panel_w)))
@@ -115,8 +121,17 @@ def _bar_grid(data: StudyData, metric: str, path: Path, title: str, ylabel: str,
             bar_w = 0.8 / max(1, len(modes))
             for x, variant in enumerate(variants):
                 if data.missing_reason(model, variant, suite) is not None:
-                    ax.text(x, 0.02, _status_short(data, model, variant, suite), rotation=90, ha="center",
-                            va="bottom", fontsize=8, color="#888888", style="italic")  # fmt: skip
+                    ax.text(
+                        x,
+                        0.02,
+                        _status_short(data, model, variant, suite),
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=8,
+                        color="#888888",
+                        style="italic",
+                    )
                     continue
                 for k, mode in enumerate(modes):
                     xpos = x + (k - (len(modes) - 1) / 2) * bar_w
@@ -129,11 +144,27 @@ def _bar_grid(data: StudyData, metric: str, path: Path, title: str, ylabel: str,
                     if with_ci and r["ci_low"] is not None and r["ci_high"] is not None:
                         err = [[max(0.0, v - r["ci_low"])], [max(0.0, r["ci_high"] - v)]]
                         top = max(top, r["ci_high"])
-                    ax.bar(xpos, v, bar_w * 0.92, yerr=err, capsize=3, color=MODE_COLORS.get(mode, "#bcbd22"),
-                           edgecolor="black", linewidth=0.6, hatch="//" if variant == BASE else None,
-                           error_kw={"elinewidth": 1, "ecolor": "#333333"})  # fmt: skip
-                    ax.text(xpos, v + 0.015, f"{v * 100:.0f}%", ha="center", va="bottom", fontsize=8,
-                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5})  # fmt: skip
+                    ax.bar(
+                        xpos,
+                        v,
+                        bar_w * 0.92,
+                        yerr=err,
+                        capsize=3,
+                        color=MODE_COLORS.get(mode, "#bcbd22"),
+                        edgecolor="black",
+                        linewidth=0.6,
+                        hatch="//" if variant == BASE else None,
+                        error_kw={"elinewidth": 1, "ecolor": "#333333"},
+                    )
+                    ax.text(
+                        xpos,
+                        v + 0.015,
+                        f"{v * 100:.0f}%",
+                        ha="center",
+                        va="bottom",
+                        fontsize=8,
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5},
+                    )
             ax.set_xticks(range(len(variants)), variants if rotate else [_wrap(v) for v in variants], fontsize=8)
             if rotate:  # one slanted line per name reads better than a wrapped and slanted one
                 plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
@@ -152,14 +183,22 @@ def _bar_grid(data: StudyData, metric: str, path: Path, title: str, ylabel: str,
                 continue
             ax.set_ylim(0, min(1.12, top + 0.12))
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=MODE_COLORS.get(m, "#bcbd22"), edgecolor="black")
-               for m in all_modes]  # fmt: skip
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, facecolor=MODE_COLORS.get(m, "#bcbd22"), edgecolor="black") for m in all_modes
+    ]
     labels = [f"mode: {m}" for m in all_modes]
     handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black", hatch="//"))
     labels.append("base (unquantized)")
     fig.suptitle(title, x=0.01, y=1 - 0.08 / fig_h, ha="left", va="top", fontsize=12)
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.36 / fig_h), fontsize=8,
-               ncol=len(labels), frameon=False)  # fmt: skip
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.36 / fig_h),
+        fontsize=8,
+        ncol=len(labels),
+        frameon=False,
+    )
     notes = []
     if with_ci:
         notes.append("Error bars: 95% CI (Wilson, or normal over per-sample means when repeated).")
@@ -175,14 +214,26 @@ def _bar_grid(data: StudyData, metric: str, path: Path, title: str, ylabel: str,
 
 def accuracy_bars(data: StudyData, outdir: Path) -> Path | None:
     """accuracy_bars.png: accuracy per variant, one panel per benchmark, bars coloured by mode, 95% CI."""
-    return _bar_grid(data, "accuracy", Path(outdir) / "accuracy_bars.png",
-                     f"{data.study}: accuracy per variant", "accuracy", with_ci=True)  # fmt: skip
+    return _bar_grid(
+        data,
+        "accuracy",
+        Path(outdir) / "accuracy_bars.png",
+        f"{data.study}: accuracy per variant",
+        "accuracy",
+        with_ci=True,
+    )
 
 
 def cutoff_bars(data: StudyData, outdir: Path) -> Path | None:
     """cutoff_bars.png: share of answers cut off at max_tokens, per variant, benchmark and mode."""
-    return _bar_grid(data, "cutoff_rate", Path(outdir) / "cutoff_bars.png",
-                     f"{data.study}: answers cut off at max_tokens", "cut-off rate", with_ci=False)  # fmt: skip
+    return _bar_grid(
+        data,
+        "cutoff_rate",
+        Path(outdir) / "cutoff_bars.png",
+        f"{data.study}: answers cut off at max_tokens",
+        "cut-off rate",
+        with_ci=False,
+    )
 
 
 def _place_labels(ax: Any, items: list[tuple[str, float, float, str, bool]], fontsize: float = 8) -> None:
@@ -232,9 +283,20 @@ def _place_labels(ax: Any, items: list[tuple[str, float, float, str, bool]], fon
             arrow = {"arrowstyle": "-", "color": color, "lw": 0.6, "alpha": 0.7}
         box, offset, ha, va = choice
         taken.append(box)
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=fontsize, color=color,
-                    ha=ha, va=va, fontweight="bold" if bold else "normal", zorder=5, arrowprops=arrow,
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0})  # fmt: skip
+        ax.annotate(
+            text,
+            (x, y),
+            textcoords="offset points",
+            xytext=offset,
+            fontsize=fontsize,
+            color=color,
+            ha=ha,
+            va=va,
+            fontweight="bold" if bold else "normal",
+            zorder=5,
+            arrowprops=arrow,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0},
+        )
 
 
 def accuracy_vs_memory(data: StudyData, outdir: Path) -> Path | None:
@@ -261,8 +323,10 @@ def accuracy_vs_memory(data: StudyData, outdir: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(9, 6))
     # x in the largest binary unit that keeps the biggest variant >= 1 (MiB for small models, GiB for large)
     biggest = max([p[1] for ps in pts.values() for p in ps] + [u[1] for us in unevaluated.values() for u in us])
-    unit, scale = next(((u, f) for u, f in (("GiB", 1.0), ("MiB", 1024.0), ("KiB", 1024.0**2)) if biggest * f >= 1),
-                       ("bytes", 1024.0**3))  # fmt: skip
+    unit, scale = next(
+        ((u, f) for u, f in (("GiB", 1.0), ("MiB", 1024.0), ("KiB", 1024.0**2)) if biggest * f >= 1),
+        ("bytes", 1024.0**3),
+    )
     pts = {m: [(v, x * scale, a) for v, x, a in ps] for m, ps in pts.items()}
     unevaluated = {m: [(v, x * scale) for v, x in us] for m, us in unevaluated.items()}
     all_x = [p[1] for ps in pts.values() for p in ps] + [u[1] for us in unevaluated.values() for u in us]
@@ -290,17 +354,40 @@ def accuracy_vs_memory(data: StudyData, outdir: Path) -> Path | None:
         ps = pts.get(model, [])
         if ps:
             n_cells = max(means[(model, v)][1] for v, _, _ in ps)
-            ax.scatter([p[1] for p in ps], [p[2] for p in ps], s=60, color=color, edgecolor="black", zorder=3,
-                       label=f"{model} (mean over {n_cells} benchmark/mode)")  # fmt: skip
+            ax.scatter(
+                [p[1] for p in ps],
+                [p[2] for p in ps],
+                s=60,
+                color=color,
+                edgecolor="black",
+                zorder=3,
+                label=f"{model} (mean over {n_cells} benchmark/mode)",
+            )
             front = pareto_front(ps)
             fp = sorted((p for p in ps if p[0] in front), key=lambda p: p[1])
-            ax.step([p[1] for p in fp] + [x_right], [p[2] for p in fp] + [fp[-1][2]], where="post", color=color,
-                    linestyle="--", alpha=0.7, zorder=2, label=f"{model}: Pareto front")  # fmt: skip
+            ax.step(
+                [p[1] for p in fp] + [x_right],
+                [p[2] for p in fp] + [fp[-1][2]],
+                where="post",
+                color=color,
+                linestyle="--",
+                alpha=0.7,
+                zorder=2,
+                label=f"{model}: Pareto front",
+            )
             labels += [(f"{name}  {y * 100:.1f}%", x, y, color, name in front) for name, x, y in ps]
         if unevaluated.get(model):
             ux = [u[1] for u in unevaluated[model]]
-            ax.scatter(ux, [0] * len(ux), marker="x", s=60, color=color, zorder=4, clip_on=False,
-                       label=f"{model}: not evaluated")  # fmt: skip
+            ax.scatter(
+                ux,
+                [0] * len(ux),
+                marker="x",
+                s=60,
+                color=color,
+                zorder=4,
+                clip_on=False,
+                label=f"{model}: not evaluated",
+            )
             uneval_text += [(name, x, color) for name, x in unevaluated[model]]
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel(f"weights ({unit}, from the checkpoint layout)" + (", log scale" if log_x else ""))
@@ -308,12 +395,28 @@ def accuracy_vs_memory(data: StudyData, outdir: Path) -> Path | None:
     ax.set_title(f"{data.study}: accuracy vs weight memory (up and left is better)", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, frameon=False)  # never on a point
-    fig.text(0.01, 0.005, "Bold: on the Pareto front (no other variant of the model is as small and at least as "
-             "accurate). x: weights known, no benchmark result.", fontsize=8, color="#555555")  # fmt: skip
+    fig.text(
+        0.01,
+        0.005,
+        "Bold: on the Pareto front (no other variant of the model is as small and at least as "
+        "accurate). x: weights known, no benchmark result.",
+        fontsize=8,
+        color="#555555",
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     for name, x, color in uneval_text:  # vertical, so neighbours on the x axis do not collide
-        ax.annotate(name, (x, 0), textcoords="offset points", xytext=(0, 8), fontsize=7, color=color,
-                    rotation=90, ha="center", va="bottom", alpha=0.85)  # fmt: skip
+        ax.annotate(
+            name,
+            (x, 0),
+            textcoords="offset points",
+            xytext=(0, 8),
+            fontsize=7,
+            color=color,
+            rotation=90,
+            ha="center",
+            va="bottom",
+            alpha=0.85,
+        )
     _place_labels(ax, labels)
     return _save(fig, Path(outdir) / "accuracy_vs_memory.png")
 
@@ -326,15 +429,15 @@ def pass_at_k(data: StudyData, outdir: Path) -> Path | None:
     )
     if pk.is_empty():
         return None
-    panels = (
-        pk.group_by("model", "benchmark", "mode").agg(pl.col("k").max().alias("kmax")).filter(pl.col("kmax") > 1)
-    )
+    panels = pk.group_by("model", "benchmark", "mode").agg(pl.col("k").max().alias("kmax")).filter(pl.col("kmax") > 1)
     if panels.is_empty():
         return None
     order = {(m, v): i for i, (m, v) in enumerate(data.pairs)}
     s_order = {s: i for i, s in enumerate(data.suites)}
-    keys = sorted(panels.select("model", "benchmark", "mode").iter_rows(),
-                  key=lambda r: (data.models.index(r[0]), s_order.get(r[1], 99), r[2]))  # fmt: skip
+    keys = sorted(
+        panels.select("model", "benchmark", "mode").iter_rows(),
+        key=lambda r: (data.models.index(r[0]), s_order.get(r[1], 99), r[2]),
+    )
     ncols = min(3, len(keys))
     nrows = math.ceil(len(keys) / ncols)
     plt = _plt()
@@ -348,9 +451,16 @@ def pass_at_k(data: StudyData, outdir: Path) -> Path | None:
         kmax = int(sub["k"].max())  # type: ignore[arg-type]
         for n, variant in enumerate(variants):
             s = sub.filter(pl.col("variant") == variant).sort("k")
-            ax.plot(s["k"].to_list(), s["value"].to_list(), marker=markers[n % len(markers)],
-                    linestyle=styles[n % len(styles)], linewidth=1.6, markersize=6, alpha=0.85,
-                    label=variant)  # fmt: skip
+            ax.plot(
+                s["k"].to_list(),
+                s["value"].to_list(),
+                marker=markers[n % len(markers)],
+                linestyle=styles[n % len(styles)],
+                linewidth=1.6,
+                markersize=6,
+                alpha=0.85,
+                label=variant,
+            )
         ax.set_xticks(range(1, kmax + 1))
         ax.set_xlim(0.7, kmax + 0.3)
         ax.set_ylim(-0.03, 1.03)

@@ -100,14 +100,18 @@ def main_table(data: StudyData, memory: pl.DataFrame | None = None) -> pl.DataFr
         acc = r["mean_accuracy"]
         fams = ", ".join(x for x in (r["families_16bit"], r["partly_16bit"] and f"partly {r['partly_16bit']}") if x)
         cells = r["mean_accuracy_cells"]
-        rows.append({
-            "model": r["model"], "variant": r["variant"], "weights": _size(r["weights_bytes"]),
-            "vs base": _opt(r["size_ratio_vs_base"], ".2f", "×"),
-            "16-bit families": fams or "none",
-            "mean accuracy": "not evaluated" if acc is None else f"{acc * 100:.1f}% ({cells} bench/mode)",
-            "recovery": _opt(r["mean_recovery_pct"], ".1f", "%"),
-            "served": {True: "yes", False: "no"}.get(r["servable"], "?"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": r["model"],
+                "variant": r["variant"],
+                "weights": _size(r["weights_bytes"]),
+                "vs base": _opt(r["size_ratio_vs_base"], ".2f", "×"),
+                "16-bit families": fams or "none",
+                "mean accuracy": "not evaluated" if acc is None else f"{acc * 100:.1f}% ({cells} bench/mode)",
+                "recovery": _opt(r["mean_recovery_pct"], ".1f", "%"),
+                "served": {True: "yes", False: "no"}.get(r["servable"], "?"),
+            }
+        )
     return _text_frame(rows, cols)
 
 
@@ -117,37 +121,73 @@ def main_table_md(data: StudyData) -> str:
 
 
 def _memory_text(mem: pl.DataFrame) -> pl.DataFrame:
-    cols = ["model", "variant", "weights", "vs base", "served weights", "16-bit families", "partly 16-bit",
-            "perplexity", "ppl vs base", "KL vs base", "servability"]  # fmt: skip
-    rows = [{
-        "model": r["model"], "variant": r["variant"], "weights": _size(r["weights_bytes"]),
-        "vs base": _opt(r["size_ratio_vs_base"], ".3f", "×"),
-        "served weights": _opt(r["served_weights_gib"], ".2f", " GiB"),
-        "16-bit families": r["families_16bit"] or "none", "partly 16-bit": r["partly_16bit"],
-        "perplexity": _opt(r["perplexity"], ".2f"), "ppl vs base": _opt(r["ppl_ratio_vs_base"], ".3f", "×"),
-        "KL vs base": _opt(r["kl_vs_base"], ".4f"), "servability": r["servability"],
-    } for r in mem.iter_rows(named=True)]  # fmt: skip
+    cols = [
+        "model",
+        "variant",
+        "weights",
+        "vs base",
+        "served weights",
+        "16-bit families",
+        "partly 16-bit",
+        "perplexity",
+        "ppl vs base",
+        "KL vs base",
+        "servability",
+    ]
+    rows = [
+        {
+            "model": r["model"],
+            "variant": r["variant"],
+            "weights": _size(r["weights_bytes"]),
+            "vs base": _opt(r["size_ratio_vs_base"], ".3f", "×"),
+            "served weights": _opt(r["served_weights_gib"], ".2f", " GiB"),
+            "16-bit families": r["families_16bit"] or "none",
+            "partly 16-bit": r["partly_16bit"],
+            "perplexity": _opt(r["perplexity"], ".2f"),
+            "ppl vs base": _opt(r["ppl_ratio_vs_base"], ".3f", "×"),
+            "KL vs base": _opt(r["kl_vs_base"], ".4f"),
+            "servability": r["servability"],
+        }
+        for r in mem.iter_rows(named=True)
+    ]
     return _text_frame(rows, cols)
 
 
 def _paired_text(paired: pl.DataFrame) -> pl.DataFrame:
-    cols = ["model", "variant", "benchmark/mode", "paired (unpaired)", "base", "variant acc.", "diff [95% CI]",
-            "McNemar b/c, p", "verdict"]  # fmt: skip
+    cols = [
+        "model",
+        "variant",
+        "benchmark/mode",
+        "paired (unpaired)",
+        "base",
+        "variant acc.",
+        "diff [95% CI]",
+        "McNemar b/c, p",
+        "verdict",
+    ]
     rows = []
     for r in paired.iter_rows(named=True):
-        row = {"model": r["model"], "variant": r["variant"], "benchmark/mode": f"{r['benchmark']}/{r['mode']}",
-               "verdict": r["verdict"]}  # fmt: skip
+        row = {
+            "model": r["model"],
+            "variant": r["variant"],
+            "benchmark/mode": f"{r['benchmark']}/{r['mode']}",
+            "verdict": r["verdict"],
+        }
         if r["n_paired"] is not None:
             unp = (r["n_unpaired_base"] or 0) + (r["n_unpaired_variant"] or 0)
             row |= {
                 "paired (unpaired)": f"{r['n_paired']} ({unp})",
                 "base": f"{r['base_accuracy'] * 100:.1f}%" if r["base_accuracy"] is not None else "",
                 "variant acc.": f"{r['variant_accuracy'] * 100:.1f}%" if r["variant_accuracy"] is not None else "",
-                "diff [95% CI]": (f"{r['diff'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}] pts"
-                                  if r["diff"] is not None else ""),
-                "McNemar b/c, p": (f"{r['mcnemar_b']}/{r['mcnemar_c']}, p={r['mcnemar_p']:.3g}"
-                                   if r["mcnemar_p"] is not None else ""),
-            }  # fmt: skip
+                "diff [95% CI]": (
+                    f"{r['diff'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}] pts"
+                    if r["diff"] is not None
+                    else ""
+                ),
+                "McNemar b/c, p": (
+                    f"{r['mcnemar_b']}/{r['mcnemar_c']}, p={r['mcnemar_p']:.3g}" if r["mcnemar_p"] is not None else ""
+                ),
+            }
         rows.append(row)
     return _text_frame(rows, cols)
 
@@ -178,39 +218,64 @@ def build_sections(data: StudyData, tables: dict[str, pl.DataFrame]) -> list[Sec
     acc_txt = accuracy_wide(data, formatted=True, long=tables["long"])
     miss = tables["missing"]
     return [
-        Section("Headline: accuracy, recovery and memory",
-                "Mean accuracy over the benchmark/modes that every evaluated variant of the model has; recovery = "
-                "that mean as a percentage of the base's; weights from the checkpoint layout.",
-                main_table(data, tables["memory"])),
-        Section("Accuracy (95% CI)",
-                "Percent correct per benchmark and mode, with the 95% confidence interval in brackets. "
-                "'not evaluated' / 'never run': see Missing data.", acc_txt),
-        Section("Recovery vs base",
-                "Accuracy as a percentage of the base model's accuracy on the same benchmark and mode "
-                "(n/a where the base scored 0).", recovery_wide(data, formatted=True, long=tables["long"])),
-        Section("Paired comparison vs base",
-                "Per benchmark and mode, the variant against its base on the same samples: per-sample means over "
-                "repeats (errors count as wrong), paired on sample id; bootstrap 95% CI of the accuracy difference "
-                "(significant when it excludes 0) and exact McNemar on the first repeat.",
-                _paired_text(tables["paired_vs_base"])),
-        Section("Cut-off rate",
-                "Share of answers that hit max_tokens (finish_reason 'length'): a quantized model that rambles "
-                "or thinks longer gets cut off more.", cutoff_wide(data, formatted=True, long=tables["long"])),
-        Section("Reasoning and output length",
-                "Mean reasoning ('think') and completion ('out') tokens per answer, with the ratio to the base's "
-                "in parentheses: does the variant think longer?",
-                reasoning_wide(data, formatted=True, long=tables["long"])),
-        Section("Memory and precision layout",
-                "Weights size and ratio to the base; families whose linear layers all stay 16-bit, and those only "
-                "partly; fidelity of the served endpoint (perplexity, KL per token vs base).",
-                _memory_text(tables["memory"])),
-        Section("Missing data",
-                "Benchmark suites with no result, and why (one row per variant and reason; missing.csv has one "
-                "row per suite)." if not miss.is_empty() else "Every suite has a result.",
-                _missing_text(miss) if not miss.is_empty() else None),
-        Section("Provenance", "What produced each benchmark asset.", tables["provenance"],
-                _provenance_bullets(tables["provenance"])),
-    ]  # fmt: skip
+        Section(
+            "Headline: accuracy, recovery and memory",
+            "Mean accuracy over the benchmark/modes that every evaluated variant of the model has; recovery = "
+            "that mean as a percentage of the base's; weights from the checkpoint layout.",
+            main_table(data, tables["memory"]),
+        ),
+        Section(
+            "Accuracy (95% CI)",
+            "Percent correct per benchmark and mode, with the 95% confidence interval in brackets. "
+            "'not evaluated' / 'never run': see Missing data.",
+            acc_txt,
+        ),
+        Section(
+            "Recovery vs base",
+            "Accuracy as a percentage of the base model's accuracy on the same benchmark and mode "
+            "(n/a where the base scored 0).",
+            recovery_wide(data, formatted=True, long=tables["long"]),
+        ),
+        Section(
+            "Paired comparison vs base",
+            "Per benchmark and mode, the variant against its base on the same samples: per-sample means over "
+            "repeats (errors count as wrong), paired on sample id; bootstrap 95% CI of the accuracy difference "
+            "(significant when it excludes 0) and exact McNemar on the first repeat.",
+            _paired_text(tables["paired_vs_base"]),
+        ),
+        Section(
+            "Cut-off rate",
+            "Share of answers that hit max_tokens (finish_reason 'length'): a quantized model that rambles "
+            "or thinks longer gets cut off more.",
+            cutoff_wide(data, formatted=True, long=tables["long"]),
+        ),
+        Section(
+            "Reasoning and output length",
+            "Mean reasoning ('think') and completion ('out') tokens per answer, with the ratio to the base's "
+            "in parentheses: does the variant think longer?",
+            reasoning_wide(data, formatted=True, long=tables["long"]),
+        ),
+        Section(
+            "Memory and precision layout",
+            "Weights size and ratio to the base; families whose linear layers all stay 16-bit, and those only "
+            "partly; fidelity of the served endpoint (perplexity, KL per token vs base).",
+            _memory_text(tables["memory"]),
+        ),
+        Section(
+            "Missing data",
+            "Benchmark suites with no result, and why (one row per variant and reason; missing.csv has one "
+            "row per suite)."
+            if not miss.is_empty()
+            else "Every suite has a result.",
+            _missing_text(miss) if not miss.is_empty() else None,
+        ),
+        Section(
+            "Provenance",
+            "What produced each benchmark asset.",
+            tables["provenance"],
+            _provenance_bullets(tables["provenance"]),
+        ),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
@@ -231,9 +296,11 @@ p.intro { color: #555; max-width: 60em; }
 
 
 def render_markdown(data: StudyData, sections: list[Section], pngs: dict[str, Path]) -> str:
-    out = [f"# Study `{data.study}`\n",
-           f"Models: {', '.join(data.models)}. Suites: {', '.join(data.suites)}. "
-           f"Variants: {len(data.pairs)} (bases included).\n"]  # fmt: skip
+    out = [
+        f"# Study `{data.study}`\n",
+        f"Models: {', '.join(data.models)}. Suites: {', '.join(data.suites)}. "
+        f"Variants: {len(data.pairs)} (bases included).\n",
+    ]
     for sec in sections:
         out.append(f"## {sec.title}\n\n{sec.intro}\n")
         if sec.bullets:
@@ -249,12 +316,18 @@ def render_markdown(data: StudyData, sections: list[Section], pngs: dict[str, Pa
 
 
 def render_html(data: StudyData, sections: list[Section], pngs: dict[str, Path]) -> str:
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(data.study)} summary</title>",
-             f"<style>{CSS}</style></head><body>", f"<h1>Study <code>{html.escape(data.study)}</code></h1>",
-             f"<p>Models: {html.escape(', '.join(data.models))}. Suites: {html.escape(', '.join(data.suites))}. "
-             f"Variants: {len(data.pairs)} (bases included).</p>"]  # fmt: skip
-    charts_after = {"Headline: accuracy, recovery and memory": ["accuracy_vs_memory"], "Accuracy (95% CI)":
-                    ["accuracy_bars", "pass_at_k"], "Cut-off rate": ["cutoff_bars"]}  # charts next to their tables
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(data.study)} summary</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Study <code>{html.escape(data.study)}</code></h1>",
+        f"<p>Models: {html.escape(', '.join(data.models))}. Suites: {html.escape(', '.join(data.suites))}. "
+        f"Variants: {len(data.pairs)} (bases included).</p>",
+    ]
+    charts_after = {
+        "Headline: accuracy, recovery and memory": ["accuracy_vs_memory"],
+        "Accuracy (95% CI)": ["accuracy_bars", "pass_at_k"],
+        "Cut-off rate": ["cutoff_bars"],
+    }  # charts next to their tables
     shown: set[str] = set()
     for sec in sections:
         parts.append(f"<h2>{html.escape(sec.title)}</h2><p class='intro'>{html.escape(sec.intro)}</p>")
