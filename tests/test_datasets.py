@@ -171,7 +171,7 @@ def test_gpqa_permutation_fixed_or_per_repeat():
 
 
 def test_per_repeat_items_are_sent_and_scored_per_repeat():
-    from quant_dag.evaluate.run import Provenance, SuitePlan, plan_requests
+    from quant_dag.evaluate.engine import Provenance, SuitePlan, plan_requests
 
     per, _ = load("gpqa", "gpqa_diamond.jsonl", repeats=3, options={"permutation": "per_repeat"})
     plan = SuitePlan("gpqa", "gpqa", per, "r", {"options": {"permutation": "per_repeat"}}, {"max_tokens": 8}, repeats=3)

@@ -15,7 +15,7 @@ import pytest
 
 from quant_dag.evaluate.client import Endpoint
 from quant_dag.evaluate.records import Journal
-from quant_dag.evaluate.run import Provenance, SuitePlan, TokenCounter, evaluate, pick_concurrency, plan_modes
+from quant_dag.evaluate.engine import Provenance, SuitePlan, TokenCounter, evaluate, pick_concurrency, plan_modes
 from quant_dag.evaluate.stats import aggregate
 from quant_dag.evaluate.types import Sample
 from quant_dag.home import REPO
@@ -123,7 +123,7 @@ def test_slow_scoring_never_stalls_request_dispatch(tmp_path, monkeypatch):
     # happen (the loop would be stuck in the first scorer); in a worker thread, dispatch goes on.
     import dataclasses
 
-    from quant_dag.evaluate import run as run_module
+    from quant_dag.evaluate import engine
     from quant_dag.evaluate.types import Scored
 
     n = 12
@@ -140,7 +140,7 @@ def test_slow_scoring_never_stalls_request_dispatch(tmp_path, monkeypatch):
                 time.sleep(0.01)
             return Scored("A", 1.0, "correct")
 
-        monkeypatch.setattr(run_module, "score", waiting_score)
+        monkeypatch.setattr(engine, "score", waiting_score)
         out = run(stub, plan, tmp_path / "j.jsonl", concurrency=3)
     assert [r["error"] for r in out.records] == [None] * n and all(r["score"] == 1.0 for r in out.records)
     assert len(Journal(tmp_path / "j.jsonl").read()) == n  # every record journaled

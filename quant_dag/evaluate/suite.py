@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from quant_dag.evaluate.records import to_frame, write_parquet_atomic
-from quant_dag.evaluate.run import (
+from quant_dag.evaluate.engine import (
     Provenance,
     SuitePlan,
     TokenCounter,
