@@ -175,13 +175,14 @@ def test_per_repeat_items_are_sent_and_scored_per_repeat():
 
     per, _ = load("gpqa", "gpqa_diamond.jsonl", repeats=3, options={"permutation": "per_repeat"})
     plan = SuitePlan("gpqa", "gpqa", per, "r", {"options": {"permutation": "per_repeat"}}, {"max_tokens": 8}, repeats=3)
-    stubs = plan_requests(plan, Provenance("m", "v", "c", "0"), switch=False, done={}).todo
-    assert len(stubs) == 3 * len(per)
-    for stub in stubs:
-        version = stub["_sample"]
-        assert version == per[[s.id for s in per].index(stub["sample_id"])].for_repeat(stub["repeat"])
-        assert stub["_messages"][0]["content"] == version.prompt and stub["reference"] == version.reference
-    assert len({(s["sample_id"], s["prompt_hash"]) for s in stubs}) > len(per)  # different prompts per repeat
+    requests = plan_requests(plan, Provenance("m", "v", "c", "0"), switch=False, done={}).todo
+    assert len(requests) == 3 * len(per)
+    for request in requests:
+        version, record = request.sample, request.record
+        assert version == per[[s.id for s in per].index(record.sample_id)].for_repeat(record.repeat)
+        assert request.messages[0]["content"] == version.prompt and record.reference == version.reference
+    prompts = {(r.record.sample_id, r.record.prompt_hash) for r in requests}
+    assert len(prompts) > len(per)  # different prompts per repeat
 
 
 # ---------------------------------------------------------------- math

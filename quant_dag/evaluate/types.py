@@ -1,5 +1,6 @@
-"""The shapes shared by the evaluation engine: one benchmark sample, one scored answer, and what a suite reports
-(BenchmarkSummary: its summary.json). Standard library only: the Dagster code location imports this module."""
+"""The shapes shared by the evaluation engine: one benchmark sample, one scored answer, one record (a journal line,
+a row of records.parquet) and what a suite reports (BenchmarkSummary: its summary.json). Standard library only: the
+Dagster code location imports this module."""
 
 from __future__ import annotations
 
@@ -41,6 +42,52 @@ class Scored:
     extracted: str | None  # the answer found in the output (None: nothing found)
     score: float  # 1.0 correct, 0.0 wrong (code: all tests pass)
     detail: str = ""  # why, for a person reading one record (e.g. "2/3 tests passed", "timeout")
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """One answered (or failed) request: a line of the journal and a row of records.parquet, fields in column order
+    (quant_dag.evaluate.records.COLUMNS is this, as a Parquet schema). The fields up to `prompt_hash` and the
+    provenance are known before sending; the answer's fields stay None until it comes (and when it fails)."""
+
+    key: str  # hashes everything that decides the answer (see quant_dag.evaluate.records)
+    asset_key: str  # benchmark/<model>/<variant>/<suite>
+    model: str
+    variant: str
+    benchmark: str
+    task: str
+    mode: str  # "thinking", "non-thinking" or "default"
+    sample_id: str
+    repeat: int
+    seed: int | None  # None: no per-request seed was sent
+    params: str  # the generation parameters sent, JSON
+    params_hash: str
+    prompt_hash: str
+    content: str | None = None
+    reasoning: str | None = None
+    reasoning_field: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    token_source: str | None = None  # "server", "server+tokenizer", "tokenizer" or "none"
+    latency_s: float | None = None
+    attempts: int | None = None
+    reference: str | None = None  # None for code (its tests are not copied into every record)
+    extracted: str | None = None
+    score: float | None = None
+    score_detail: str | None = None
+    error: str | None = None
+    checkpoint_id: str
+    vllm_version: str
+    dataset_revision: str
+    run_id: str
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The journal's JSON object (records travel as these dicts: the journal reads back what it wrote)."""
+        return {name: getattr(self, name) for name in _names(type(self))}
 
 
 @dataclass

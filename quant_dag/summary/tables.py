@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from quant_dag.evaluate.paired import compare_paired
+from quant_dag.evaluate.records import COLUMNS
 from quant_dag.evaluate.types import BenchmarkSummary
 
 BASE = "base"
@@ -26,28 +27,29 @@ GIB = 2**30
 NEVER = "never materialized"
 MODE_ORDER = ("thinking", "non-thinking", "default")
 
-# Columns kept from records.parquet (content, prompts, ... are not needed here and can be large).
-RECORD_SCHEMA: dict[str, pl.DataType] = {
-    "key": pl.String(),
-    "model": pl.String(),
-    "variant": pl.String(),
-    "benchmark": pl.String(),
-    "task": pl.String(),
-    "mode": pl.String(),
-    "sample_id": pl.String(),
-    "repeat": pl.Int64(),
-    "seed": pl.Int64(),
-    "params": pl.String(),
-    "score": pl.Float64(),
-    "finish_reason": pl.String(),
-    "completion_tokens": pl.Int64(),
-    "reasoning_tokens": pl.Int64(),
-    "error": pl.String(),
-    "checkpoint_id": pl.String(),
-    "vllm_version": pl.String(),
-    "dataset_revision": pl.String(),
-    "run_id": pl.String(),
-}
+# Columns kept from records.parquet (content, prompts, ... are not needed here and can be large), typed as written.
+RECORD_FIELDS = (
+    "key",
+    "model",
+    "variant",
+    "benchmark",
+    "task",
+    "mode",
+    "sample_id",
+    "repeat",
+    "seed",
+    "params",
+    "score",
+    "finish_reason",
+    "completion_tokens",
+    "reasoning_tokens",
+    "error",
+    "checkpoint_id",
+    "vllm_version",
+    "dataset_revision",
+    "run_id",
+)
+RECORD_SCHEMA: dict[str, pl.DataType] = {c: COLUMNS[c] for c in RECORD_FIELDS}
 RECORDS_EMPTY_SCHEMA = {**RECORD_SCHEMA, "suite": pl.String()}
 
 PROVENANCE = ("checkpoint_id", "vllm_version", "dataset_revision", "run_id", "generation")  # generation: JSON
