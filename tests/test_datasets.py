@@ -348,6 +348,21 @@ def test_basic_mc_deterministic_and_correct():
     assert len({s.reference for s in a}) > 1
 
 
+def test_demo_items_are_the_samples_the_suites_send():
+    # the demo model trains on these items (tiny_qwen35, other seeds): the same prompts and answers as the suites
+    from quant_dag.catalog.demo_suites import arithmetic_items, basic_mc_items
+
+    samples, _ = load_samples("arithmetic")
+    items = arithmetic_items(50, 0)
+    assert [(i.id, i.prompt, str(i.value)) for i in items] == [(s.id, s.prompt, s.reference) for s in samples]
+    assert all(eval(i.expression) == i.value for i in items)
+    samples, _ = load_samples("basic_mc")
+    items = basic_mc_items(50, 0)
+    expected = [(s.id, s.prompt, s.reference, s.choices) for s in samples]
+    assert [(i.id, i.prompt, i.answer, i.options) for i in items] == expected
+    assert all(i.right == s.choices["ABCD".index(s.reference)] for i, s in zip(items, samples))
+
+
 def test_generate_params_checked():
     with pytest.raises(DatasetError, match="unknown generate parameter"):
         load_samples("arithmetic", DatasetSource(generate={"n": 3}))

