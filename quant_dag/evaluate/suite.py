@@ -37,16 +37,13 @@ if TYPE_CHECKING:
 
 def load_plan(cat: "Catalog", name: str) -> SuitePlan:
     """The suite's samples, loaded and rendered; raises DatasetError naming the file, row and field."""
-    from quant_dag.evaluate.datasets import DatasetSource, load_samples
+    from quant_dag.evaluate.datasets import load_samples
 
     b = cat.benchmarks[name]
-    data_path = cat.benchmark_path(name)
-    d = b.dataset
-    given = d.hub or data_path or d.generate is not None
-    source = DatasetSource(
-        hub=d.hub, config=d.config, split=d.split, revision=d.revision,
-        path=str(data_path) if data_path else None, generate=dict(d.generate) if d.generate is not None else None,
-    ) if given else None  # None: the task's default source (its hub dataset, the package's data, a generator)  # fmt: skip
+    data_path = cat.benchmark_path(name)  # the dataset's file, resolved against the catalog
+    d = b.dataset.model_copy(update={"path": str(data_path)}) if data_path else b.dataset
+    # None: the task's default source (its hub dataset, the package's data, a generator)
+    source = d if d.hub or d.path or d.generate is not None else None
     options = dict(b.options)
     if "validation" in options:  # a file, relative to the catalog like the dataset's own path
         options["validation"] = str((cat.root / options["validation"]).resolve())

@@ -101,7 +101,7 @@ class Builds:
     history_file: str = ""
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Builds":
+    def from_dict(cls, data: dict[str, Any]) -> Builds:
         return cls(**{k: data[k] for k in _names(cls) if k in data})
 
 
@@ -160,14 +160,14 @@ class BenchmarkSummary:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BenchmarkSummary":
+    def from_dict(cls, data: dict[str, Any]) -> BenchmarkSummary:
         kwargs = {k: data[k] for k in _names(cls) if k in data}
         if isinstance(kwargs.get("builds"), dict):
             kwargs["builds"] = Builds.from_dict(kwargs["builds"])
         return cls(**kwargs)
 
     @classmethod
-    def from_json(cls, text: str) -> "BenchmarkSummary":
+    def from_json(cls, text: str) -> BenchmarkSummary:
         return cls.from_dict(json.loads(text))
 
 
