@@ -44,7 +44,6 @@ class Scored:
     detail: str = ""  # why, for a person reading one record (e.g. "2/3 tests passed", "timeout")
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class Record:
     """One answered (or failed) request: a line of the journal and a row of records.parquet, fields in column order
@@ -106,8 +105,18 @@ class Builds:
 
 
 # Keys a summary writes only when the suite was evaluated, and only when it was not.
-EVALUATED_ONLY = ("mode_notes", "sent", "reused", "wall_s", "concurrency", "output_tokens_per_s", "records",
-                  "aggregates_file", "journal", "builds")  # fmt: skip
+EVALUATED_ONLY = (
+    "mode_notes",
+    "sent",
+    "reused",
+    "wall_s",
+    "concurrency",
+    "output_tokens_per_s",
+    "records",
+    "aggregates_file",
+    "journal",
+    "builds",
+)
 NOT_EVALUATED_ONLY = ("reason",)
 
 
