@@ -5,7 +5,7 @@
 
 One vLLM server (quant_dag.serve, the project's profile). Each round runs, alternately, vLLM's own benchmark
 client (`vllm.benchmarks.serve`, backend openai-chat, random dataset, ignore_eos) and quant_dag's evaluator
-(quant_dag.evaluate.run.evaluate, chat completions, the same prompt count, input and output lengths, ignore_eos,
+(quant_dag.evaluate.engine.evaluate, chat completions, the same prompt count, input and output lengths, ignore_eos,
 the same concurrency, scoring on, records journaled). The figure is the ratio of output-token throughput,
 evaluator / vllm bench (1.0: the evaluator adds no client-side cost). Prints one JSON line per run and the ratio.
 """
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from quant_dag.evaluate.client import Endpoint
-from quant_dag.evaluate.run import Provenance, SuitePlan, evaluate
+from quant_dag.evaluate.engine import Provenance, SuitePlan, evaluate
 from quant_dag.evaluate.types import Sample
 from quant_dag.profiles import load_profile
 from quant_dag.serve.server import ServeOptions, VllmServer

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from quant_dag.evaluate.client import Endpoint
-from quant_dag.evaluate.run import Provenance, SuitePlan, evaluate
+from quant_dag.evaluate.engine import Provenance, SuitePlan, evaluate
 from quant_dag.evaluate.types import Sample
 
 

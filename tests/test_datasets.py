@@ -13,9 +13,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from pydantic import ValidationError
 
+from quant_dag.catalog.schema import DatasetSpec
+from quant_dag.catalog.tasks import TASK_NAMES
 from quant_dag.evaluate import datasets as ds
-from quant_dag.evaluate.datasets import TASKS, DatasetError, DatasetSource, load_samples
+from quant_dag.evaluate.datasets import TASKS, DatasetError, check_source, load_samples
 
 DATA = Path(__file__).parent / "data"
 
@@ -30,7 +33,7 @@ def write_jsonl(path: Path, items: list[dict]) -> Path:
 
 
 def load(task: str, name: str, **kw):
-    return load_samples(task, DatasetSource(path=str(DATA / name)), **kw)
+    return load_samples(task, DatasetSpec(path=str(DATA / name)), **kw)
 
 
 # ---------------------------------------------------------------- multiple choice
@@ -141,7 +144,7 @@ def test_gpqa_prompt_is_simple_evals_verbatim():
 def test_gpqa_order_independent_of_row_position(tmp_path):
     original, _ = load("gpqa", "gpqa_diamond.jsonl")
     path = write_jsonl(tmp_path / "gpqa.jsonl", list(reversed(rows("gpqa_diamond.jsonl"))))
-    flipped, _ = load_samples("gpqa", DatasetSource(path=str(path)))
+    flipped, _ = load_samples("gpqa", DatasetSpec(path=str(path)))
     assert {s.id: (s.reference, s.choices) for s in flipped} == {s.id: (s.reference, s.choices) for s in original}
 
 
@@ -171,17 +174,18 @@ def test_gpqa_permutation_fixed_or_per_repeat():
 
 
 def test_per_repeat_items_are_sent_and_scored_per_repeat():
-    from quant_dag.evaluate.run import Provenance, SuitePlan, plan_requests
+    from quant_dag.evaluate.engine import Provenance, SuitePlan, plan_requests
 
     per, _ = load("gpqa", "gpqa_diamond.jsonl", repeats=3, options={"permutation": "per_repeat"})
     plan = SuitePlan("gpqa", "gpqa", per, "r", {"options": {"permutation": "per_repeat"}}, {"max_tokens": 8}, repeats=3)
-    stubs = plan_requests(plan, Provenance("m", "v", "c", "0"), switch=False, done={}).todo
-    assert len(stubs) == 3 * len(per)
-    for stub in stubs:
-        version = stub["_sample"]
-        assert version == per[[s.id for s in per].index(stub["sample_id"])].for_repeat(stub["repeat"])
-        assert stub["_messages"][0]["content"] == version.prompt and stub["reference"] == version.reference
-    assert len({(s["sample_id"], s["prompt_hash"]) for s in stubs}) > len(per)  # different prompts per repeat
+    requests = plan_requests(plan, Provenance("m", "v", "c", "0"), switch=False, done={}).todo
+    assert len(requests) == 3 * len(per)
+    for request in requests:
+        version, record = request.sample, request.record
+        assert version == per[[s.id for s in per].index(record.sample_id)].for_repeat(record.repeat)
+        assert request.messages[0]["content"] == version.prompt and record.reference == version.reference
+    prompts = {(r.record.sample_id, r.record.prompt_hash) for r in requests}
+    assert len(prompts) > len(per)  # different prompts per repeat
 
 
 # ---------------------------------------------------------------- math
@@ -221,7 +225,7 @@ def test_livecodebench_tests_decoded_and_prompts(tmp_path):
     items = rows("livecodebench.jsonl")
     private = json.loads(items[0]["private_test_cases"])
     items[0]["private_test_cases"] = compress(private)
-    samples, _ = load_samples("livecodebench", DatasetSource(path=str(write_jsonl(tmp_path / "lcb.jsonl", items))))
+    samples, _ = load_samples("livecodebench", DatasetSpec(path=str(write_jsonl(tmp_path / "lcb.jsonl", items))))
     stdin, functional, _ = samples
 
     ref = json.loads(stdin.reference)
@@ -249,7 +253,7 @@ def test_livecodebench_refuses_pickled_globals(tmp_path):
     items[0]["private_test_cases"] = base64.b64encode(zlib.compress(pickle.dumps(Path("x")))).decode()
     path = write_jsonl(tmp_path / "lcb.jsonl", items)
     with pytest.raises(DatasetError, match=r"row 0 \(question_id abc300_a\): field 'private_test_cases'"):
-        load_samples("livecodebench", DatasetSource(path=str(path)))
+        load_samples("livecodebench", DatasetSpec(path=str(path)))
 
 
 def test_livecodebench_date_window_and_limit():
@@ -300,7 +304,7 @@ def test_humaneval_from_hub_schema_file(tmp_path):
 
     problems = list(read_problems().values())[:2]
     path = write_jsonl(tmp_path / "openai_humaneval.jsonl", problems)
-    samples, revision = load_samples("humaneval", DatasetSource(path=str(path)), limit=1)
+    samples, revision = load_samples("humaneval", DatasetSpec(path=str(path)), limit=1)
     assert [s.id for s in samples] == ["HumanEval/0"] and revision.startswith("sha256:")
 
 
@@ -308,9 +312,9 @@ def test_humaneval_from_hub_schema_file(tmp_path):
 
 
 def test_arithmetic_deterministic_and_correct():
-    a, rev = load_samples("arithmetic", DatasetSource(generate={"count": 40, "seed": 3}))
-    b, _ = load_samples("arithmetic", DatasetSource(generate={"count": 40, "seed": 3}))
-    c, _ = load_samples("arithmetic", DatasetSource(generate={"count": 40, "seed": 4}))
+    a, rev = load_samples("arithmetic", DatasetSpec(generate={"count": 40, "seed": 3}))
+    b, _ = load_samples("arithmetic", DatasetSpec(generate={"count": 40, "seed": 3}))
+    c, _ = load_samples("arithmetic", DatasetSpec(generate={"count": 40, "seed": 4}))
     assert rev == "arithmetic-gen-v1:3:40"
     assert [(s.prompt, s.reference) for s in a] == [(s.prompt, s.reference) for s in b]
     assert [s.prompt for s in a] != [s.prompt for s in c]
@@ -327,9 +331,9 @@ def test_arithmetic_deterministic_and_correct():
 
 
 def test_basic_mc_deterministic_and_correct():
-    a, rev = load_samples("basic_mc", DatasetSource(generate={"seed": 1, "count": 30}))
-    b, _ = load_samples("basic_mc", DatasetSource(generate={"seed": 1, "count": 30}))
-    c, _ = load_samples("basic_mc", DatasetSource(generate={"seed": 2, "count": 30}))
+    a, rev = load_samples("basic_mc", DatasetSpec(generate={"seed": 1, "count": 30}))
+    b, _ = load_samples("basic_mc", DatasetSpec(generate={"seed": 1, "count": 30}))
+    c, _ = load_samples("basic_mc", DatasetSpec(generate={"seed": 2, "count": 30}))
     assert rev == "basic_mc-gen-v1:1:30"
     assert [(s.prompt, s.reference) for s in a] == [(s.prompt, s.reference) for s in b]
     assert [s.prompt for s in a] != [s.prompt for s in c]
@@ -347,11 +351,26 @@ def test_basic_mc_deterministic_and_correct():
     assert len({s.reference for s in a}) > 1
 
 
+def test_demo_items_are_the_samples_the_suites_send():
+    # the demo model trains on these items (tiny_qwen35, other seeds): the same prompts and answers as the suites
+    from quant_dag.catalog.demo_suites import arithmetic_items, basic_mc_items
+
+    samples, _ = load_samples("arithmetic")
+    items = arithmetic_items(50, 0)
+    assert [(i.id, i.prompt, str(i.value)) for i in items] == [(s.id, s.prompt, s.reference) for s in samples]
+    assert all(eval(i.expression) == i.value for i in items)
+    samples, _ = load_samples("basic_mc")
+    items = basic_mc_items(50, 0)
+    expected = [(s.id, s.prompt, s.reference, s.choices) for s in samples]
+    assert [(i.id, i.prompt, i.answer, i.options) for i in items] == expected
+    assert all(i.right == s.choices["ABCD".index(s.reference)] for i, s in zip(items, samples))
+
+
 def test_generate_params_checked():
     with pytest.raises(DatasetError, match="unknown generate parameter"):
-        load_samples("arithmetic", DatasetSource(generate={"n": 3}))
+        load_samples("arithmetic", DatasetSpec(generate={"n": 3}))
     with pytest.raises(DatasetError, match="has no generator"):
-        load_samples("gpqa", DatasetSource(generate={}))
+        load_samples("gpqa", DatasetSpec(generate={}))
 
 
 # ---------------------------------------------------------------- loading
@@ -384,9 +403,9 @@ def mmlu_pro_rows(order: list[str]) -> list[dict]:
 def test_mmlu_pro_limit_is_a_stratified_subset_of_every_category(tmp_path):
     order = sorted(MMLU_PRO_CATEGORIES)
     path = write_jsonl(tmp_path / "mmlu_pro.jsonl", mmlu_pro_rows(order))
-    everything, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT)
+    everything, _ = load_samples("mmlu_pro", DatasetSpec(path=str(path)), options=ZERO_SHOT)
     assert len(everything) == 12032
-    samples, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT, limit=1000)
+    samples, _ = load_samples("mmlu_pro", DatasetSpec(path=str(path)), options=ZERO_SHOT, limit=1000)
     assert len(samples) == 1000 and len({s.id for s in samples}) == 1000
     counts: dict[str, int] = {}
     for s in samples:
@@ -397,13 +416,13 @@ def test_mmlu_pro_limit_is_a_stratified_subset_of_every_category(tmp_path):
     position = {s.id: i for i, s in enumerate(everything)}
     assert [position[s.id] for s in samples] == sorted(position[s.id] for s in samples)  # dataset order
     # seeded: the same subset every time, and whatever order the categories are stored in
-    again, _ = load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT, limit=1000)
+    again, _ = load_samples("mmlu_pro", DatasetSpec(path=str(path)), options=ZERO_SHOT, limit=1000)
     reordered = write_jsonl(tmp_path / "reordered.jsonl", mmlu_pro_rows(order[::-1]))
-    other_order, _ = load_samples("mmlu_pro", DatasetSource(path=str(reordered)), options=ZERO_SHOT, limit=1000)
+    other_order, _ = load_samples("mmlu_pro", DatasetSpec(path=str(reordered)), options=ZERO_SHOT, limit=1000)
     assert [s.id for s in again] == [s.id for s in samples]
     assert {s.id for s in other_order} == {s.id for s in samples}
     # a limit at or over the size keeps everything
-    assert len(load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT, limit=12032)[0]) == 12032
+    assert len(load_samples("mmlu_pro", DatasetSpec(path=str(path)), options=ZERO_SHOT, limit=12032)[0]) == 12032
 
 
 def test_template_override():
@@ -422,7 +441,7 @@ def test_missing_field_error_names_file_row_and_field(tmp_path):
     del items[3]["options"]
     path = write_jsonl(tmp_path / "mmlu_pro.jsonl", items)
     with pytest.raises(DatasetError) as err:
-        load_samples("mmlu_pro", DatasetSource(path=str(path)), options=ZERO_SHOT)
+        load_samples("mmlu_pro", DatasetSpec(path=str(path)), options=ZERO_SHOT)
     assert str(err.value) == f"{path}: row 3 (question_id 12002): missing field 'options'"
 
     items = rows("gpqa_diamond.jsonl")
@@ -430,28 +449,28 @@ def test_missing_field_error_names_file_row_and_field(tmp_path):
     path = write_jsonl(tmp_path / "gpqa.jsonl", items)
     message = r"gpqa.jsonl: row 1 \(Record ID recArdlDjqJdnKeUW\): missing field 'Incorrect Answer 2'"
     with pytest.raises(DatasetError, match=message):
-        load_samples("gpqa", DatasetSource(path=str(path)))
+        load_samples("gpqa", DatasetSpec(path=str(path)))
 
 
 def test_file_errors(tmp_path):
     with pytest.raises(DatasetError, match="nope.jsonl: no such file"):
-        load_samples("math500", DatasetSource(path=str(tmp_path / "nope.jsonl")))
+        load_samples("math500", DatasetSpec(path=str(tmp_path / "nope.jsonl")))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "x"}\n{not json\n')
     with pytest.raises(DatasetError, match="bad.jsonl: line 2: invalid JSON"):
-        load_samples("math500", DatasetSource(path=str(bad)))
+        load_samples("math500", DatasetSpec(path=str(bad)))
     (tmp_path / "x.csv").write_text("a,b\n")
     with pytest.raises(DatasetError, match="unsupported file type"):
-        load_samples("math500", DatasetSource(path=str(tmp_path / "x.csv")))
+        load_samples("math500", DatasetSpec(path=str(tmp_path / "x.csv")))
     with pytest.raises(DatasetError, match="unknown task"):
-        load_samples("mmlu", DatasetSource(path=str(bad)))
+        load_samples("mmlu", DatasetSpec(path=str(bad)))
 
 
 def test_duplicate_ids_rejected(tmp_path):
     items = rows("math500.jsonl")
     path = write_jsonl(tmp_path / "dup.jsonl", items + items[:1])
     with pytest.raises(DatasetError, match="id 'test/precalculus/807.json' repeats row 0"):
-        load_samples("math500", DatasetSource(path=str(path)))
+        load_samples("math500", DatasetSpec(path=str(path)))
 
 
 def test_file_formats_agree(tmp_path):
@@ -466,13 +485,13 @@ def test_file_formats_agree(tmp_path):
     pq = tmp_path / "m.parquet"
     pl.DataFrame(items).write_parquet(pq)
     for path in (gz, arr, lines, pq):
-        samples, revision = load_samples("math500", DatasetSource(path=str(path)))
+        samples, revision = load_samples("math500", DatasetSpec(path=str(path)))
         assert [(s.id, s.prompt, s.reference, s.meta) for s in samples] == [
             (s.id, s.prompt, s.reference, s.meta) for s in expected
         ], path
         assert revision.startswith("sha256:")
     pl.DataFrame(rows("mmlu_pro.jsonl")).write_parquet(tmp_path / "mmlu.parquet")  # list column from parquet
-    assert [s.reference for s in load_samples("mmlu_pro", DatasetSource(path=str(tmp_path / "mmlu.parquet")), options=ZERO_SHOT)[0]] == [
+    assert [s.reference for s in load_samples("mmlu_pro", DatasetSpec(path=str(tmp_path / "mmlu.parquet")), options=ZERO_SHOT)[0]] == [
         "I", "F", "B", "B", "D"
     ]  # fmt: skip
 
@@ -486,16 +505,22 @@ def test_revision_is_file_hash(tmp_path):
 
 def test_source_validation():
     with pytest.raises(DatasetError, match="exactly one"):
-        DatasetSource()
+        load_samples("math500", DatasetSpec())
     with pytest.raises(DatasetError, match="exactly one"):
-        DatasetSource(hub="a/b", path="x.jsonl")
+        check_source(DatasetSpec.model_construct(hub="a/b", path="x.jsonl"))
+    with pytest.raises(ValidationError, match="dataset takes one of hub, path, generate"):
+        DatasetSpec(hub="a/b", path="x.jsonl")  # the catalog's spec refuses it before the evaluator sees it
     with pytest.raises(DatasetError, match="only apply to a hub"):
-        DatasetSource(path="x.jsonl", revision="abc")
+        load_samples("math500", DatasetSpec(path="x.jsonl", revision="abc"))
+
+
+def test_one_task_registry():
+    assert tuple(TASKS) == TASK_NAMES  # the catalog validates suites against TASK_NAMES
 
 
 def test_tasks_table():
     assert set(TASKS) == {"mmlu_pro", "gpqa", "aime", "math500", "livecodebench", "humaneval", "arithmetic", "basic_mc"}
-    assert TASKS["gpqa"].source == DatasetSource(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train")
+    assert TASKS["gpqa"].source == DatasetSpec(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train")
     assert TASKS["mmlu_pro"].source.hub == "TIGER-Lab/MMLU-Pro" and TASKS["mmlu_pro"].kind == "choice"
     assert {t.kind for t in TASKS.values()} == {"choice", "math", "code"}
     assert all(t.description and "question" in t.fields for t in TASKS.values())
@@ -542,7 +567,7 @@ def test_hub_loads_resolved_sha(fake_hub):
 
 def test_hub_mmlu_pro_takes_its_examples_from_the_same_commit(fake_hub):
     calls, state = fake_hub
-    samples, revision = load_samples("mmlu_pro", DatasetSource(hub="TIGER-Lab/MMLU-Pro", split="test", revision="main"))
+    samples, revision = load_samples("mmlu_pro", DatasetSpec(hub="TIGER-Lab/MMLU-Pro", split="test", revision="main"))
     assert revision == state["sha"]  # one commit holds both splits
     assert sorted(c[2:4] for c in calls) == [("test", state["sha"]), ("validation", state["sha"])]
     assert samples[0].prompt.count("Question: ") == 6
@@ -553,14 +578,14 @@ def test_hub_unreachable_records_requested_revision(fake_hub):
     state["sha"] = None
     _, revision = load_samples("gpqa", TASKS["gpqa"].source)
     assert revision == "unresolved:main"
-    pinned = DatasetSource(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train", revision="v1")
+    pinned = DatasetSpec(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train", revision="v1")
     _, revision = load_samples("gpqa", pinned)
     assert revision == "unresolved:v1" and calls[-1][3] == "v1"
 
 
 def test_hub_joined_configs(fake_hub):
     calls, _ = fake_hub
-    source = DatasetSource(hub="opencompass/AIME2025", config="AIME2025-I+AIME2025-II")
+    source = DatasetSpec(hub="opencompass/AIME2025", config="AIME2025-I+AIME2025-II")
     samples, _ = load_samples("aime", source)
     assert [s.id for s in samples] == ["0", "1", "2"] and [s.reference for s in samples] == ["70", "16", "117"]
     assert [c[1] for c in calls] == ["AIME2025-I", "AIME2025-II"]

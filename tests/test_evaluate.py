@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from quant_dag.evaluate.client import Endpoint
+from quant_dag.evaluate.engine import Provenance, SuitePlan, TokenCounter, evaluate, pick_concurrency, plan_modes
 from quant_dag.evaluate.records import Journal
-from quant_dag.evaluate.run import Provenance, SuitePlan, TokenCounter, evaluate, pick_concurrency, plan_modes
 from quant_dag.evaluate.stats import aggregate
 from quant_dag.evaluate.types import Sample
 from quant_dag.home import REPO
@@ -123,7 +123,7 @@ def test_slow_scoring_never_stalls_request_dispatch(tmp_path, monkeypatch):
     # happen (the loop would be stuck in the first scorer); in a worker thread, dispatch goes on.
     import dataclasses
 
-    from quant_dag.evaluate import run as run_module
+    from quant_dag.evaluate import engine
     from quant_dag.evaluate.types import Scored
 
     n = 12
@@ -140,7 +140,7 @@ def test_slow_scoring_never_stalls_request_dispatch(tmp_path, monkeypatch):
                 time.sleep(0.01)
             return Scored("A", 1.0, "correct")
 
-        monkeypatch.setattr(run_module, "score", waiting_score)
+        monkeypatch.setattr(engine, "score", waiting_score)
         out = run(stub, plan, tmp_path / "j.jsonl", concurrency=3)
     assert [r["error"] for r in out.records] == [None] * n and all(r["score"] == 1.0 for r in out.records)
     assert len(Journal(tmp_path / "j.jsonl").read()) == n  # every record journaled
@@ -240,3 +240,25 @@ def test_without_request_seeds_records_claim_none_and_repeats_stay_apart(tmp_pat
     assert all("seed" not in r for r in stub.requests)
     assert all(r["seed"] is None and "seed" not in json.loads(r["params"]) for r in out.records)
     assert len({r["key"] for r in out.records}) == 6  # (sample, repeat) still one key each
+
+
+def test_benchmark_summary_writes_the_same_keys_and_reads_older_files():
+    from quant_dag.evaluate.types import BenchmarkSummary, Builds
+
+    base = {"benchmark": "b", "task": "arithmetic", "model": "m", "variant": "v", "grader": "g", "differences": ["d"]}
+    base |= {"dataset_revision": "r", "checkpoint_id": "c", "vllm_version": "0.0", "run_id": "run"}
+    base |= {"asset_key": "benchmark/m/v/b", "generation": "{}"}
+    skipped = BenchmarkSummary(**base, evaluated=False, reason="not servable here: x")
+    assert set(skipped.to_dict()) == {*base, "evaluated", "reason", "modes", "planned", "errors", "aggregates"}
+    aggregates = [{"mode": "default", "accuracy": 0.5}]
+    ran = BenchmarkSummary(**base, evaluated=True, modes=["default"], planned=2, sent=2, aggregates=aggregates)
+    ran.builds = Builds(history_file="h")
+    written = ran.to_dict()
+    run_keys = {"mode_notes", "sent", "reused", "wall_s", "concurrency", "output_tokens_per_s", "records", "journal"}
+    run_keys |= {"aggregates_file", "builds"}
+    assert set(written) == {*base, "evaluated", "modes", "planned", "errors", "aggregates"} | run_keys
+    assert written["builds"] == {"previous": None, "regressions": [], "lines": [], "history": [], "history_file": "h"}
+    assert BenchmarkSummary.from_json(ran.to_json()) == ran and BenchmarkSummary.from_json(skipped.to_json()) == skipped
+    # an older summary.json (no grader, no builds) and a newer one (a key this code does not know) both read
+    old = BenchmarkSummary.from_json(json.dumps({"benchmark": "b", "evaluated": False, "reason": "r", "extra": 1}))
+    assert (old.grader, old.differences, old.builds, old.sent, old.planned) == ("", [], None, 0, 0)

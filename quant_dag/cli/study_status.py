@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import dagster as dg
 
 from quant_dag.catalog import graph
 from quant_dag.catalog.load import Catalog
+from quant_dag.evaluate.types import BenchmarkSummary
 from quant_dag.home import ProjectHome
 
 CHECKS = {
@@ -116,21 +115,21 @@ def print_benchmarks(rows: list[dict[str, object]], home: ProjectHome) -> None:
     )
     print("\n" + head + "\n" + "-" * len(head))
     for r in (r for r in rows if r["layer"] == "benchmark"):
-        path = home.artifacts(str(r["asset"]).split("/")) / "summary.json"
+        path = home.artifacts(str(r["asset"]).split("/")) / graph.SUMMARY_FILE
         if not r["materialized"] or not path.is_file():
             print(f"{r['asset']:58} NOT MATERIALIZED")
             continue
-        summary = json.loads(path.read_text())
-        if not summary["evaluated"]:
-            print(f"{r['asset']:58} not evaluated: {summary['reason']}")
+        summary = BenchmarkSummary.from_json(path.read_text())
+        if not summary.evaluated:
+            print(f"{r['asset']:58} not evaluated: {summary.reason}")
             continue
-        for agg in summary["aggregates"]:
+        for agg in summary.aggregates:
             passk = agg.get("pass_at_k") or {}
             top = max(passk, key=int) if passk else None
             acc = f"{agg['accuracy']:.3f} [{agg['ci_low']:.2f}, {agg['ci_high']:.2f}]"
             print(
                 f"{r['asset']:58} {agg['mode']:12} {agg['n_samples']:>4} {acc:>20} {_f(agg['cutoff_rate'], '.2f'):>7} "
                 f"{_f(agg['mean_completion_tokens'], '.0f'):>7} "
-                f"{(f'@{top}={passk[top]:.2f}' if top else '-'):>12} {summary['sent']:>5}/{summary['reused']:<5}"
-                + (f" {summary['errors']} errors" if summary["errors"] else "")
+                f"{(f'@{top}={passk[top]:.2f}' if top else '-'):>12} {summary.sent:>5}/{summary.reused:<5}"
+                + (f" {summary.errors} errors" if summary.errors else "")
             )

@@ -24,6 +24,7 @@ from quant_dag.catalog.load import Catalog
 from quant_dag.catalog.schema import content_hash
 from quant_dag.checkpoint.locate import checkpoint_id, checkpoint_path_of
 from quant_dag.defs.resources import QuantDag
+from quant_dag.evaluate.types import BenchmarkSummary, Builds
 from quant_dag.procs import write_json_atomic
 from quant_dag.runtime.version import runtime_vllm_version, serving_python, vllm_version
 from quant_dag.serve.endpoint import EndpointRecord, FidelityLimits, verify_running
@@ -132,10 +133,10 @@ def _endpoint_metadata(record: EndpointRecord, ckpt: Path, held: gpu.Lease | Non
     }
 
 
-def _benchmark_checks(key: dg.AssetKey, summary: dict) -> list[dg.AssetCheckResult]:
-    errors, planned = summary["errors"], summary["planned"]
-    if not summary["evaluated"]:
-        passed, text = False, f"not evaluated: {summary['reason']}"
+def _benchmark_checks(key: dg.AssetKey, summary: BenchmarkSummary) -> list[dg.AssetCheckResult]:
+    errors, planned = summary.errors, summary.planned
+    if not summary.evaluated:
+        passed, text = False, f"not evaluated: {summary.reason}"
     elif errors:
         passed, text = False, f"{errors} of {planned} requests ended in an error (retried on the next run)"
     else:
@@ -150,13 +151,13 @@ def _benchmark_checks(key: dg.AssetKey, summary: dict) -> list[dg.AssetCheckResu
             metadata={"errors": errors, "planned": planned},
         )
     ]
-    builds = summary.get("builds") or {}
-    if summary["evaluated"]:
-        regressions, lines = builds.get("regressions", []), builds.get("lines", [])
-        if builds.get("previous") is None:
+    builds = summary.builds or Builds()
+    if summary.evaluated:
+        regressions, lines = builds.regressions, builds.lines
+        if builds.previous is None:
             text = "no earlier vLLM build answered these samples: nothing to compare"
         else:
-            text = "; ".join(regressions or lines) or f"no comparable mode vs vLLM {builds['previous']}"
+            text = "; ".join(regressions or lines) or f"no comparable mode vs vLLM {builds.previous}"
         out.append(
             dg.AssetCheckResult(
                 asset_key=key,
@@ -164,49 +165,53 @@ def _benchmark_checks(key: dg.AssetKey, summary: dict) -> list[dg.AssetCheckResu
                 passed=not regressions,
                 description=text,
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"previous_vllm_version": builds.get("previous") or ""},
+                metadata={"previous_vllm_version": builds.previous or ""},
             )
         )
     return out
 
 
-def _benchmark_metadata(summary: dict, server: dict | None) -> dict[str, object]:
+def _benchmark_metadata(summary: BenchmarkSummary, server: dict | None) -> dict[str, object]:
     from quant_dag.evaluate.suite import aggregate_table_md
 
     meta: dict[str, object] = {
-        "evaluated": summary["evaluated"],
-        "reason": summary.get("reason", ""),
-        "task": summary["task"],
-        "grader": summary.get("grader", ""),
-        "grader_differences": dg.MetadataValue.md(
-            "\n".join(f"- {d}" for d in summary.get("differences", [])) or "none"
-        ),
-        "modes": ", ".join(summary["modes"]),
-        "dataset_revision": summary.get("dataset_revision", ""),
-        "vllm_version": summary.get("vllm_version", ""),
-        "checkpoint_id": summary.get("checkpoint_id", ""),
-        "requests_planned": summary["planned"],
-        "requests_sent": summary.get("sent", 0),
-        "requests_reused": summary.get("reused", 0),
-        "errors": summary["errors"],
-        "aggregates": dg.MetadataValue.md(aggregate_table_md(summary.get("aggregates", []))),
+        "evaluated": summary.evaluated,
+        "reason": summary.reason,
+        "task": summary.task,
+        "grader": summary.grader,
+        "grader_differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in summary.differences) or "none"),
+        "modes": ", ".join(summary.modes),
+        "dataset_revision": summary.dataset_revision,
+        "vllm_version": summary.vllm_version,
+        "checkpoint_id": summary.checkpoint_id,
+        "requests_planned": summary.planned,
+        "requests_sent": summary.sent,
+        "requests_reused": summary.reused,
+        "errors": summary.errors,
+        "aggregates": dg.MetadataValue.md(aggregate_table_md(summary.aggregates)),
     }
-    for agg in summary.get("aggregates", []):
+    for agg in summary.aggregates:
         meta[f"accuracy/{agg['mode']}"] = dg.MetadataValue.float(
             float(agg["accuracy"] if agg["accuracy"] is not None else float("nan"))
         )
         meta[f"cutoff_rate/{agg['mode']}"] = dg.MetadataValue.float(
             float(agg["cutoff_rate"] if agg["cutoff_rate"] is not None else float("nan"))
         )
-    for name in ("records", "aggregates_file", "journal"):
-        if summary.get(name):
-            meta[f"{name}_path"] = dg.MetadataValue.path(summary[name])
-    for name in ("wall_s", "concurrency", "output_tokens_per_s"):
-        if summary.get(name) is not None:
-            meta[name] = summary[name]
-    if summary.get("mode_notes"):
-        meta["mode_notes"] = "; ".join(summary["mode_notes"])
-    history = (summary.get("builds") or {}).get("history") or []
+    paths = {"records": summary.records, "aggregates_file": summary.aggregates_file, "journal": summary.journal}
+    for name, path in paths.items():
+        if path:
+            meta[f"{name}_path"] = dg.MetadataValue.path(path)
+    throughput = {
+        "wall_s": summary.wall_s,
+        "concurrency": summary.concurrency,
+        "output_tokens_per_s": summary.output_tokens_per_s,
+    }
+    for name, value in throughput.items():
+        if value is not None:
+            meta[name] = value
+    if summary.mode_notes:
+        meta["mode_notes"] = "; ".join(summary.mode_notes)
+    history = summary.builds.history if summary.builds else []
     if history:  # this suite on every vLLM build that answered the same samples
         rows = "\n".join(
             f"| {h['vllm_version']} | {h['mode']} | {h['records']} | {h['coverage']:.2f} | {h['accuracy']:.3f} | "
@@ -424,7 +429,7 @@ def served_variant(
 
 
 def _benchmark_result(
-    key: dg.AssetKey, ekey: dg.AssetKey, summary: dict, server: dict | None, checked
+    key: dg.AssetKey, ekey: dg.AssetKey, summary: BenchmarkSummary, server: dict | None, checked
 ) -> dg.MaterializeResult:
     meta = {**_benchmark_metadata(summary, server), "endpoint": dg.MetadataValue.asset(ekey)}
     return dg.MaterializeResult(asset_key=key, metadata=meta, check_results=checked(_benchmark_checks(key, summary)))

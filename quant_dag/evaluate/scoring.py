@@ -236,7 +236,7 @@ def _last_box_unclosed(text: str) -> bool:
 def _math_verify_timeout() -> int | None:
     # math_verify's timeout is signal.alarm: outside the main thread signal.signal raises ValueError, which
     # parse/verify re-raise. There we run without a timeout; the evaluator scores math in worker processes'
-    # main threads (quant_dag.evaluate.run.Scorer), so its answers always have one.
+    # main threads (quant_dag.evaluate.engine.Scorer), so its answers always have one.
     return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
 
 

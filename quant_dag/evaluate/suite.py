@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from quant_dag.evaluate.records import to_frame, write_parquet_atomic
-from quant_dag.evaluate.run import (
+from quant_dag.evaluate.engine import (
     Provenance,
     SuitePlan,
     TokenCounter,
@@ -26,6 +25,8 @@ from quant_dag.evaluate.run import (
     plan_requests,
     read_journal,
 )
+from quant_dag.evaluate.records import to_frame, write_parquet_atomic
+from quant_dag.evaluate.types import BenchmarkSummary, Builds
 from quant_dag.procs import write_json_atomic
 from quant_dag.serve.verify import supports_thinking_switch
 
@@ -36,16 +37,13 @@ if TYPE_CHECKING:
 
 def load_plan(cat: "Catalog", name: str) -> SuitePlan:
     """The suite's samples, loaded and rendered; raises DatasetError naming the file, row and field."""
-    from quant_dag.evaluate.datasets import DatasetSource, load_samples
+    from quant_dag.evaluate.datasets import load_samples
 
     b = cat.benchmarks[name]
-    data_path = cat.benchmark_path(name)
-    d = b.dataset
-    given = d.hub or data_path or d.generate is not None
-    source = DatasetSource(
-        hub=d.hub, config=d.config, split=d.split, revision=d.revision,
-        path=str(data_path) if data_path else None, generate=dict(d.generate) if d.generate is not None else None,
-    ) if given else None  # None: the task's default source (its hub dataset, the package's data, a generator)  # fmt: skip
+    data_path = cat.benchmark_path(name)  # the dataset's file, resolved against the catalog
+    d = b.dataset.model_copy(update={"path": str(data_path)}) if data_path else b.dataset
+    # None: the task's default source (its hub dataset, the package's data, a generator)
+    source = d if d.hub or d.path or d.generate is not None else None
     options = dict(b.options)
     if "validation" in options:  # a file, relative to the catalog like the dataset's own path
         options["validation"] = str((cat.root / options["validation"]).resolve())
@@ -126,7 +124,8 @@ class SuiteRunner:
         """Requests the journal does not hold yet (0: no server needed for this suite)."""
         return len(plan_requests(self.plan, self.prov, self.switch, read_journal(self.journal)).todo)
 
-    def _base_summary(self) -> dict:
+    def _base_summary(self) -> dict[str, Any]:
+        """The summary fields every outcome reports, evaluated or not."""
         from quant_dag.evaluate.datasets import TASKS
 
         return {
@@ -139,14 +138,15 @@ class SuiteRunner:
                                       "per_request_seed": self.plan.send_seed}, sort_keys=True),
         }  # fmt: skip
 
-    def not_evaluated(self, reason: str) -> dict:
+    def not_evaluated(self, reason: str) -> BenchmarkSummary:
         """What a variant that cannot be served reports: explicit, so summaries show it with the reason."""
-        summary = {**self._base_summary(), "evaluated": False, "reason": reason, "modes": [], "planned": 0,
-                   "errors": 0, "aggregates": []}  # fmt: skip
-        write_json_atomic(self.workdir / "summary.json", summary)
+        summary = BenchmarkSummary(
+            **self._base_summary(), evaluated=False, reason=reason, modes=[], planned=0, errors=0, aggregates=[]
+        )
+        write_json_atomic(self.workdir / "summary.json", summary.to_dict())
         return summary
 
-    def _builds(self, records: list[dict]) -> dict:
+    def _builds(self, records: list[dict]) -> Builds:
         """This suite's metrics per vLLM build (history.parquet) and the comparison with the previous build."""
         from quant_dag.evaluate.history import build_history, compare_with_previous_build
 
@@ -154,10 +154,15 @@ class SuiteRunner:
         history = build_history(journal, records, self.prov.vllm_version)
         write_parquet_atomic(history, self.workdir / "history.parquet")
         cmp = compare_with_previous_build(journal, records, self.prov.vllm_version)
-        return {"previous": cmp.previous, "regressions": cmp.regressions, "lines": cmp.lines,
-                "history": history.to_dicts(), "history_file": str(self.workdir / "history.parquet")}  # fmt: skip
+        return Builds(
+            previous=cmp.previous,
+            regressions=cmp.regressions,
+            lines=cmp.lines,
+            history=history.to_dicts(),
+            history_file=str(self.workdir / "history.parquet"),
+        )
 
-    def run(self, server: "VllmServer | None", log: Callable[[str], None] | None = None) -> dict:
+    def run(self, server: "VllmServer | None", log: Callable[[str], None] | None = None) -> BenchmarkSummary:
         from quant_dag.evaluate.client import Endpoint
 
         endpoint = Endpoint(server.base_url, server.api_key, server.name) if server else None
@@ -174,23 +179,23 @@ class SuiteRunner:
         agg_frame = pl.DataFrame([{**r, "pass_at_k": json.dumps(r.get("pass_at_k") or {})} for r in rows])
         write_parquet_atomic(agg_frame, self.workdir / "aggregates.parquet")
         completion = sum(r.get("completion_tokens") or 0 for r in outcome.records if r["run_id"] == self.prov.run_id)
-        summary = {
+        summary = BenchmarkSummary(
             **self._base_summary(),
-            "evaluated": True,
-            "modes": outcome.modes,
-            "mode_notes": outcome.mode_notes,
-            "planned": len(outcome.records),
-            "sent": outcome.sent,
-            "reused": outcome.reused,
-            "errors": sum(1 for r in outcome.records if r.get("error")),
-            "aggregates": rows,
-            "wall_s": outcome.wall_s,
-            "concurrency": concurrency,
-            "output_tokens_per_s": round(completion / outcome.wall_s, 2) if outcome.sent and outcome.wall_s else None,
-            "records": str(self.workdir / "records.parquet"),
-            "aggregates_file": str(self.workdir / "aggregates.parquet"),
-            "journal": str(self.journal),
-        }
-        summary["builds"] = self._builds(outcome.records)
-        write_json_atomic(self.workdir / "summary.json", summary)
+            evaluated=True,
+            modes=outcome.modes,
+            mode_notes=outcome.mode_notes,
+            planned=len(outcome.records),
+            sent=outcome.sent,
+            reused=outcome.reused,
+            errors=sum(1 for r in outcome.records if r.get("error")),
+            aggregates=rows,
+            wall_s=outcome.wall_s,
+            concurrency=concurrency,
+            output_tokens_per_s=round(completion / outcome.wall_s, 2) if outcome.sent and outcome.wall_s else None,
+            records=str(self.workdir / "records.parquet"),
+            aggregates_file=str(self.workdir / "aggregates.parquet"),
+            journal=str(self.journal),
+        )
+        summary.builds = self._builds(outcome.records)
+        write_json_atomic(self.workdir / "summary.json", summary.to_dict())
         return summary

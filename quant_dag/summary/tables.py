@@ -19,34 +19,37 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from quant_dag.evaluate.paired import compare_paired
+from quant_dag.evaluate.records import COLUMNS
+from quant_dag.evaluate.types import BenchmarkSummary
 
 BASE = "base"
 GIB = 2**30
 NEVER = "never materialized"
 MODE_ORDER = ("thinking", "non-thinking", "default")
 
-# Columns kept from records.parquet (content, prompts, ... are not needed here and can be large).
-RECORD_SCHEMA: dict[str, pl.DataType] = {
-    "key": pl.String(),
-    "model": pl.String(),
-    "variant": pl.String(),
-    "benchmark": pl.String(),
-    "task": pl.String(),
-    "mode": pl.String(),
-    "sample_id": pl.String(),
-    "repeat": pl.Int64(),
-    "seed": pl.Int64(),
-    "params": pl.String(),
-    "score": pl.Float64(),
-    "finish_reason": pl.String(),
-    "completion_tokens": pl.Int64(),
-    "reasoning_tokens": pl.Int64(),
-    "error": pl.String(),
-    "checkpoint_id": pl.String(),
-    "vllm_version": pl.String(),
-    "dataset_revision": pl.String(),
-    "run_id": pl.String(),
-}
+# Columns kept from records.parquet (content, prompts, ... are not needed here and can be large), typed as written.
+RECORD_FIELDS = (
+    "key",
+    "model",
+    "variant",
+    "benchmark",
+    "task",
+    "mode",
+    "sample_id",
+    "repeat",
+    "seed",
+    "params",
+    "score",
+    "finish_reason",
+    "completion_tokens",
+    "reasoning_tokens",
+    "error",
+    "checkpoint_id",
+    "vllm_version",
+    "dataset_revision",
+    "run_id",
+)
+RECORD_SCHEMA: dict[str, pl.DataType] = {c: COLUMNS[c] for c in RECORD_FIELDS}
 RECORDS_EMPTY_SCHEMA = {**RECORD_SCHEMA, "suite": pl.String()}
 
 PROVENANCE = ("checkpoint_id", "vllm_version", "dataset_revision", "run_id", "generation")  # generation: JSON
@@ -114,7 +117,7 @@ class StudyData:
     pairs: list[tuple[str, str]]  # (model, variant), each model's base first
     suites: list[str]
     facts: dict[tuple[str, str], VariantFacts]
-    summaries: dict[tuple[str, str, str], dict]  # (model, variant, suite) -> summary.json, evaluated or not
+    summaries: dict[tuple[str, str, str], BenchmarkSummary]  # (model, variant, suite) -> summary.json, evaluated or not
     records: pl.DataFrame  # every evaluated suite's records, plus a `suite` column; possibly empty
     missing: list[Missing] = field(default_factory=list)
 
@@ -125,10 +128,10 @@ class StudyData:
     def variants(self, model: str) -> list[str]:
         return [v for m, v in self.pairs if m == model]
 
-    def evaluated(self, model: str, variant: str, suite: str) -> dict | None:
+    def evaluated(self, model: str, variant: str, suite: str) -> BenchmarkSummary | None:
         """The summary when that suite was evaluated and has aggregates, else None."""
         s = self.summaries.get((model, variant, suite))
-        return s if s is not None and s.get("evaluated") and s.get("aggregates") else None
+        return s if s is not None and s.evaluated and s.aggregates else None
 
     def missing_reason(self, model: str, variant: str, suite: str) -> str | None:
         for m in self.missing:
@@ -165,6 +168,12 @@ def _float(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def _provenance(s: BenchmarkSummary | None) -> dict[str, str | None]:
+    """The summary's PROVENANCE fields as text; absent or empty: None."""
+    values = {k: getattr(s, k) if s is not None else None for k in PROVENANCE}
+    return {k: str(v) if v not in (None, "") else None for k, v in values.items()}
 
 
 def _home(home: Any) -> Path:
@@ -239,22 +248,22 @@ def load_study(home: Path, pairs: list[tuple[str, str]], suites: list[str], stud
         ordered.append((model, BASE))
         ordered += [(m, v) for m, v in dict.fromkeys(pairs) if m == model and v != BASE]
     facts = {(m, v): load_variant_facts(home, m, v) for m, v in ordered}
-    summaries: dict[tuple[str, str, str], dict] = {}
+    summaries: dict[tuple[str, str, str], BenchmarkSummary] = {}
     missing: list[Missing] = []
     frames: list[pl.DataFrame] = []
     for model, variant in ordered:
         for suite in suites:
             folder = home / "artifacts" / "benchmark" / model / variant / suite
-            s = _read_json(folder / "summary.json")
-            if s is None:
+            raw = _read_json(folder / "summary.json")
+            if raw is None:
                 missing.append(Missing(model, variant, suite, NEVER))
                 continue
-            summaries[(model, variant, suite)] = s
-            if not s.get("evaluated"):
-                reason = str(s.get("reason") or "not evaluated (no reason given)")
+            s = summaries[(model, variant, suite)] = BenchmarkSummary.from_dict(raw)
+            if not s.evaluated:
+                reason = str(s.reason or "not evaluated (no reason given)")
                 missing.append(Missing(model, variant, suite, reason))
                 continue
-            if not s.get("aggregates"):
+            if not s.aggregates:
                 missing.append(Missing(model, variant, suite, "evaluated, but summary.json has no aggregates"))
                 continue
             rec = _read_records(folder / "records.parquet", suite)
@@ -287,10 +296,9 @@ def long_table(data: StudyData) -> pl.DataFrame:
     rows: list[dict[str, Any]] = []
     for model, variant in data.pairs:
         for suite in data.suites:
-            s = data.summaries.get((model, variant, suite)) or {}
+            s = data.summaries.get((model, variant, suite))
             cell = {
-                "study": data.study, "model": model, "variant": variant, "benchmark": suite,
-                **{k: (str(s[k]) if s.get(k) not in (None, "") else None) for k in PROVENANCE},
+                "study": data.study, "model": model, "variant": variant, "benchmark": suite, **_provenance(s),
                 "asset": f"benchmark/{model}/{variant}/{suite}",
             }  # fmt: skip
             if data.evaluated(model, variant, suite) is None:
@@ -298,8 +306,8 @@ def long_table(data: StudyData) -> pl.DataFrame:
                              "note": data.missing_reason(model, variant, suite) or NEVER})  # fmt: skip
                 continue
             base_s = data.evaluated(model, BASE, suite)
-            base_aggs = {a.get("mode"): a for a in base_s["aggregates"]} if base_s else {}
-            for agg in sorted(s["aggregates"], key=lambda a: _mode_key(str(a.get("mode")))):
+            base_aggs = {a.get("mode"): a for a in base_s.aggregates} if base_s else {}
+            for agg in sorted(s.aggregates, key=lambda a: _mode_key(str(a.get("mode")))):
                 mode = str(agg.get("mode"))
                 n = agg.get("n_samples")
 
@@ -560,8 +568,8 @@ def paired_vs_base(data: StudyData, iters: int = 2000, seed: int = 0) -> pl.Data
             if s is None:
                 continue  # listed under missing data
             base_s = data.evaluated(model, BASE, suite)
-            base_modes = {a.get("mode") for a in base_s["aggregates"]} if base_s else set()
-            for mode in sorted({str(a.get("mode")) for a in s["aggregates"]}, key=_mode_key):
+            base_modes = {a.get("mode") for a in base_s.aggregates} if base_s else set()
+            for mode in sorted({str(a.get("mode")) for a in s.aggregates}, key=_mode_key):
                 row: dict[str, Any] = {"model": model, "variant": variant, "benchmark": suite, "mode": mode}
                 if base_s is None:
                     rows.append(row | {"verdict": f"no base result: {data.missing_reason(model, BASE, suite) or NEVER}"})
@@ -603,9 +611,8 @@ def provenance_table(data: StudyData) -> pl.DataFrame:
             if s is None:
                 continue
             rows.append({
-                "asset": f"benchmark/{model}/{variant}/{suite}", "evaluated": bool(s.get("evaluated")),
-                **{k: (str(s[k]) if s.get(k) not in (None, "") else None) for k in PROVENANCE},
-                "modes": ", ".join(map(str, s.get("modes") or [])),
-                "mode_notes": "; ".join(map(str, s.get("mode_notes") or [])),
+                "asset": f"benchmark/{model}/{variant}/{suite}", "evaluated": bool(s.evaluated), **_provenance(s),
+                "modes": ", ".join(map(str, s.modes or [])),
+                "mode_notes": "; ".join(map(str, s.mode_notes or [])),
             })  # fmt: skip
     return _frame(rows, schema)

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from quant_dag.catalog.schema import content_hash
 from quant_dag.evaluate.client import ChatClient, ChatResult, Endpoint
 from quant_dag.evaluate.records import Journal
-from quant_dag.evaluate.types import Sample, Scored
+from quant_dag.evaluate.types import Record, Sample, Scored
 from quant_dag.procs import die_with_parent
 
 THINKING, NON_THINKING, DEFAULT = "thinking", "non-thinking", "default"
@@ -218,19 +218,30 @@ def prompt_hash(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Request:
+    """One chat request to send: the sample as this repeat asks it, the messages and parameters, and its record as
+    far as it is known before the answer (identity and provenance)."""
+
+    sample: Sample
+    messages: list[dict]
+    params: dict
+    record: Record
+
+
 @dataclass
 class RequestPlan:
     planned: list[str]  # every key of the suite, in plan order
-    todo: list[dict]  # record stubs still to send (not in the journal, or errored there)
+    todo: list[Request]  # requests still to send (not in the journal, or errored there)
     modes: list[str]
     notes: list[str]
 
 
 def plan_requests(plan: SuitePlan, prov: Provenance, switch: bool, done: dict[str, dict]) -> RequestPlan:
-    """Every (mode, sample, repeat) as a keyed record stub; those already done in the journal are left out."""
+    """Every (mode, sample, repeat) as a keyed request; those already done in the journal are left out."""
     modes, notes = plan_modes(plan.thinking, switch)
     planned: list[str] = []
-    todo: list[dict] = []
+    todo: list[Request] = []
     for label, enable in modes:
         for each in plan.samples:
             for repeat in range(plan.repeats):
@@ -251,16 +262,27 @@ def plan_requests(plan: SuitePlan, prov: Provenance, switch: bool, done: dict[st
                 planned.append(key)
                 if key in done and not done[key].get("error"):
                     continue
-                todo.append({
-                    "key": key, "asset_key": f"benchmark/{prov.model}/{prov.variant}/{plan.benchmark}",
-                    "model": prov.model, "variant": prov.variant, "benchmark": plan.benchmark,
-                    "task": plan.task, "mode": label, "sample_id": sample.id, "repeat": repeat, "seed": seed,
-                    "params": json.dumps(params, sort_keys=True), "params_hash": content_hash(params),
-                    "prompt_hash": phash, "reference": sample.reference if sample.kind != "code" else None,
-                    "checkpoint_id": prov.checkpoint_id, "vllm_version": prov.vllm_version,
-                    "dataset_revision": plan.dataset_revision, "run_id": prov.run_id,
-                    "_sample": sample, "_messages": messages, "_params": params,
-                })  # fmt: skip
+                record = Record(
+                    key=key,
+                    asset_key=f"benchmark/{prov.model}/{prov.variant}/{plan.benchmark}",
+                    model=prov.model,
+                    variant=prov.variant,
+                    benchmark=plan.benchmark,
+                    task=plan.task,
+                    mode=label,
+                    sample_id=sample.id,
+                    repeat=repeat,
+                    seed=seed,
+                    params=json.dumps(params, sort_keys=True),
+                    params_hash=content_hash(params),
+                    prompt_hash=phash,
+                    reference=sample.reference if sample.kind != "code" else None,
+                    checkpoint_id=prov.checkpoint_id,
+                    vllm_version=prov.vllm_version,
+                    dataset_revision=plan.dataset_revision,
+                    run_id=prov.run_id,
+                )
+                todo.append(Request(sample, messages, params, record))
     return RequestPlan(planned, todo, [m for m, _ in modes], notes)
 
 
@@ -291,30 +313,35 @@ async def _evaluate(
         log(f"{plan.benchmark}: {len(planned)} requests planned, {len(planned) - len(todo)} already in the journal, "
             f"{len(todo)} to send at concurrency {concurrency}")  # fmt: skip
 
-    async def one(client: ChatClient, stub: dict) -> None:
-        key = stub["key"]
-        sample: Sample = stub.pop("_sample")
-        messages, params = stub.pop("_messages"), stub.pop("_params")
-        result = await client.chat(messages, **params)
-        rec = {**stub, "content": result.content, "reasoning": result.reasoning,
-               "reasoning_field": result.reasoning_field, "finish_reason": result.finish_reason,
-               "latency_s": round(result.latency_s, 4), "attempts": result.attempts, "error": result.error}  # fmt: skip
+    async def one(client: ChatClient, request: Request) -> None:
+        result = await client.chat(request.messages, **request.params)
+        rec = replace(
+            request.record,
+            content=result.content,
+            reasoning=result.reasoning,
+            reasoning_field=result.reasoning_field,
+            finish_reason=result.finish_reason,
+            latency_s=round(result.latency_s, 4),
+            attempts=result.attempts,
+            error=result.error,
+        )
         if result.error is None:
-            rec.update(await asyncio.to_thread(token_counts, result, sample.prompt, count))  # tokenizing: off the loop
+            counts = await asyncio.to_thread(token_counts, result, request.sample.prompt, count)  # off the loop
+            rec = replace(rec, **counts)
             try:
-                scored = await scorer(plan.task, sample, result.content)
-                rec.update(extracted=scored.extracted, score=scored.score, score_detail=scored.detail)
+                scored = await scorer(plan.task, request.sample, result.content)
+                rec = replace(rec, extracted=scored.extracted, score=scored.score, score_detail=scored.detail)
             except Exception as exc:  # a scorer failure is this sample's error, not the run's
-                rec["error"] = f"scoring failed: {type(exc).__name__}: {exc}"
-        rec["finished_at"] = time.time()
-        await asyncio.to_thread(journal.append, rec)  # an fsync per record: off the event loop
-        done[key] = rec
-        progress.step(rec["error"] is not None)
+                rec = replace(rec, error=f"scoring failed: {type(exc).__name__}: {exc}")
+        row = replace(rec, finished_at=time.time()).to_dict()
+        await asyncio.to_thread(journal.append, row)  # an fsync per record: off the event loop
+        done[rec.key] = row
+        progress.step(rec.error is not None)
 
     t0 = time.monotonic()
     scorer = Scorer()
     try:
-        if any(stub["_sample"].kind == "math" for stub in todo):
+        if any(request.sample.kind == "math" for request in todo):
             scorer.warm()
         if todo:
             async with ChatClient(endpoint, concurrency=concurrency, timeout_s=plan.timeout_s) as client:
