@@ -86,15 +86,15 @@ class Stub:
                     status, body = stub.answer(payload)
                 try:
                     time.sleep(stub.delay_s)
-                    data = json.dumps(body).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                finally:
+                finally:  # before the answer leaves: once the client has it, it may send the next request at once
                     with stub.lock:
                         stub.in_flight -= 1
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         return Handler
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from quant_dag.catalog.load import CatalogError, load_catalog
-from quant_dag.cli import main
+from quant_dag.cli.main import main
 from quant_dag.home import REPO
 
 ASSETS = REPO / "assets"

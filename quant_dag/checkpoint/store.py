@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from quant_dag.catalog.graph import LAYOUT_FAMILIES_FILE
 from quant_dag.catalog.schema import content_hash
 from quant_dag.checkpoint.layout import Layout
 from quant_dag.procs import python_module, run_child, write_json_atomic
@@ -72,7 +73,7 @@ def write_layout_report(layout: Layout, out_dir: Path) -> dict[str, Path]:
         },
     )
     paths = {
-        "layout_families": out_dir / "layout_families.parquet",
+        "layout_families": out_dir / LAYOUT_FAMILIES_FILE,
         "layout_modules": out_dir / "layout_modules.parquet",
     }
     for df, key in ((families, "layout_families"), (modules, "layout_modules")):

@@ -2,6 +2,6 @@
 
 import sys
 
-from quant_dag.cli import main
+from quant_dag.cli.main import main
 
 sys.exit(main())

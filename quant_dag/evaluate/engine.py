@@ -21,6 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from quant_dag.catalog import graph
 from quant_dag.catalog.schema import content_hash
 from quant_dag.evaluate.client import ChatClient, ChatResult, Endpoint
 from quant_dag.evaluate.records import Journal
@@ -254,17 +255,27 @@ def plan_requests(plan: SuitePlan, prov: Provenance, switch: bool, done: dict[st
                     params["seed"] = seed
                 if enable is not None:
                     params["chat_template_kwargs"] = {"enable_thinking": enable}
-                key = content_hash({
-                    "model": prov.model, "variant": prov.variant, "checkpoint": prov.checkpoint_id,
-                    "vllm": prov.vllm_version, "suite": plan.definition, "dataset_revision": plan.dataset_revision,
-                    "mode": label, "sample": sample.id, "prompt": phash, "repeat": repeat, "params": params,
-                })  # fmt: skip (without a seed, the repeat index alone keeps repeats apart)
+                key = content_hash(
+                    {
+                        "model": prov.model,
+                        "variant": prov.variant,
+                        "checkpoint": prov.checkpoint_id,
+                        "vllm": prov.vllm_version,
+                        "suite": plan.definition,
+                        "dataset_revision": plan.dataset_revision,
+                        "mode": label,
+                        "sample": sample.id,
+                        "prompt": phash,
+                        "repeat": repeat,
+                        "params": params,
+                    }
+                )  # fmt: skip (without a seed, the repeat index alone keeps repeats apart)
                 planned.append(key)
                 if key in done and not done[key].get("error"):
                     continue
                 record = Record(
                     key=key,
-                    asset_key=f"benchmark/{prov.model}/{prov.variant}/{plan.benchmark}",
+                    asset_key=graph.key_string(graph.benchmark(prov.model, prov.variant, plan.benchmark)),
                     model=prov.model,
                     variant=prov.variant,
                     benchmark=plan.benchmark,
@@ -373,7 +384,9 @@ def evaluate(
     """Send what the journal lacks, score and append each answer, return this plan's records."""
     with Journal(journal_path) as journal:
         return asyncio.run(
-            _evaluate(endpoint, plan, prov, journal, switch=thinking_switch, concurrency=concurrency, count=count, log=log)
+            _evaluate(
+                endpoint, plan, prov, journal, switch=thinking_switch, concurrency=concurrency, count=count, log=log
+            )
         )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from quant_dag.catalog import graph
 from quant_dag.evaluate.engine import (
     Provenance,
     SuitePlan,
@@ -85,7 +86,9 @@ def aggregate_table_md(rows: list[dict]) -> str:
     head = "| mode | samples | accuracy | 95% CI | cutoff | acc. completed | completion tok (mean) | reasoning tok (mean) | pass@k | errors |"
     lines = [head, "|" + "---|" * 10]
     for r in rows:
-        passk = ", ".join(f"@{k}={v:.2f}" for k, v in sorted((int(k), v) for k, v in (r.get("pass_at_k") or {}).items()))
+        passk = ", ".join(
+            f"@{k}={v:.2f}" for k, v in sorted((int(k), v) for k, v in (r.get("pass_at_k") or {}).items())
+        )
         lines.append(
             f"| {r['mode']} | {r['n_samples']} | {fmt(r['accuracy'])} | [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | "
             f"{fmt(r['cutoff_rate'])} | {fmt(r['accuracy_completed'])} | {fmt(r['mean_completion_tokens'])} | "
@@ -118,7 +121,7 @@ class SuiteRunner:
         self.plan.send_seed = send_seed
         self.prov = Provenance(model, variant, checkpoint_id, vllm_version, run_id)
         self.switch = supports_thinking_switch(checkpoint)
-        self.journal = workdir / "journal.jsonl"
+        self.journal = workdir / graph.JOURNAL_FILE
 
     def pending(self) -> int:
         """Requests the journal does not hold yet (0: no server needed for this suite)."""
@@ -133,7 +136,7 @@ class SuiteRunner:
             **TASKS[self.plan.task].grading(self.options),
             "dataset_revision": self.plan.dataset_revision, "checkpoint_id": self.prov.checkpoint_id,
             "vllm_version": self.prov.vllm_version, "run_id": self.prov.run_id,
-            "asset_key": f"benchmark/{self.prov.model}/{self.prov.variant}/{self.name}",
+            "asset_key": graph.key_string(graph.benchmark(self.prov.model, self.prov.variant, self.name)),
             "generation": json.dumps({**self.plan.generation, "repeats": self.plan.repeats, "seed": self.plan.seed,
                                       "per_request_seed": self.plan.send_seed}, sort_keys=True),
         }  # fmt: skip
@@ -143,7 +146,7 @@ class SuiteRunner:
         summary = BenchmarkSummary(
             **self._base_summary(), evaluated=False, reason=reason, modes=[], planned=0, errors=0, aggregates=[]
         )
-        write_json_atomic(self.workdir / "summary.json", summary.to_dict())
+        write_json_atomic(self.workdir / graph.SUMMARY_FILE, summary.to_dict())
         return summary
 
     def _builds(self, records: list[dict]) -> Builds:
@@ -152,14 +155,14 @@ class SuiteRunner:
 
         journal = read_journal(self.journal)
         history = build_history(journal, records, self.prov.vllm_version)
-        write_parquet_atomic(history, self.workdir / "history.parquet")
+        write_parquet_atomic(history, self.workdir / graph.HISTORY_FILE)
         cmp = compare_with_previous_build(journal, records, self.prov.vllm_version)
         return Builds(
             previous=cmp.previous,
             regressions=cmp.regressions,
             lines=cmp.lines,
             history=history.to_dicts(),
-            history_file=str(self.workdir / "history.parquet"),
+            history_file=str(self.workdir / graph.HISTORY_FILE),
         )
 
     def run(self, server: "VllmServer | None", log: Callable[[str], None] | None = None) -> BenchmarkSummary:
@@ -174,10 +177,10 @@ class SuiteRunner:
             count=TokenCounter(self.checkpoint) if tokenizer.is_file() else None, log=log,
         )  # fmt: skip
         frame = to_frame(outcome.records)
-        write_parquet_atomic(frame, self.workdir / "records.parquet")
+        write_parquet_atomic(frame, self.workdir / graph.RECORDS_FILE)
         rows = aggregate_rows(outcome.records, outcome.modes)
         agg_frame = pl.DataFrame([{**r, "pass_at_k": json.dumps(r.get("pass_at_k") or {})} for r in rows])
-        write_parquet_atomic(agg_frame, self.workdir / "aggregates.parquet")
+        write_parquet_atomic(agg_frame, self.workdir / graph.AGGREGATES_FILE)
         completion = sum(r.get("completion_tokens") or 0 for r in outcome.records if r["run_id"] == self.prov.run_id)
         summary = BenchmarkSummary(
             **self._base_summary(),
@@ -192,10 +195,10 @@ class SuiteRunner:
             wall_s=outcome.wall_s,
             concurrency=concurrency,
             output_tokens_per_s=round(completion / outcome.wall_s, 2) if outcome.sent and outcome.wall_s else None,
-            records=str(self.workdir / "records.parquet"),
-            aggregates_file=str(self.workdir / "aggregates.parquet"),
+            records=str(self.workdir / graph.RECORDS_FILE),
+            aggregates_file=str(self.workdir / graph.AGGREGATES_FILE),
             journal=str(self.journal),
         )
         summary.builds = self._builds(outcome.records)
-        write_json_atomic(self.workdir / "summary.json", summary.to_dict())
+        write_json_atomic(self.workdir / graph.SUMMARY_FILE, summary.to_dict())
         return summary

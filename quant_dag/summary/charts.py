@@ -11,7 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from quant_dag.summary.tables import BASE, NEVER, StudyData, _Cells, long_table, mean_accuracy
+from quant_dag.catalog.graph import BASE
+from quant_dag.summary.tables import NEVER, StudyData, _Cells, long_table, mean_accuracy
 
 DPI = 130
 MODE_COLORS = {"thinking": "#d1495b", "non-thinking": "#00798c", "default": "#4f6d9a"}

@@ -18,11 +18,14 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
+from quant_dag.catalog import graph
+from quant_dag.catalog.graph import BASE
 from quant_dag.evaluate.paired import compare_paired
 from quant_dag.evaluate.records import COLUMNS
 from quant_dag.evaluate.types import BenchmarkSummary
+from quant_dag.home import ProjectHome
+from quant_dag.serve.endpoint import load_record
 
-BASE = "base"
 GIB = 2**30
 NEVER = "never materialized"
 MODE_ORDER = ("thinking", "non-thinking", "default")
@@ -182,9 +185,7 @@ def _home(home: Any) -> Path:
 
 
 def layout_path(home: Path, model: str, variant: str) -> Path:
-    if variant == BASE:
-        return home / "artifacts" / "checkpoint" / model / "layout_families.parquet"
-    return home / "artifacts" / "quantized" / model / variant / "layout_families.parquet"
+    return ProjectHome(home).artifacts(graph.layout_asset(model, variant)) / graph.LAYOUT_FAMILIES_FILE
 
 
 def load_variant_facts(home: Path, model: str, variant: str) -> VariantFacts:
@@ -200,19 +201,22 @@ def load_variant_facts(home: Path, model: str, variant: str) -> VariantFacts:
                 full.append(fam)
             elif 0 < l16 < lin:
                 partly.append(fam)
-    ep = _read_json(home / "artifacts" / "endpoint" / model / variant / "endpoint.json")
+    try:
+        ep = load_record(ProjectHome(home).artifacts(graph.endpoint(model, variant)))
+    except (OSError, ValueError, TypeError):  # unreadable, or written by another version: like never verified
+        ep = None
     if ep is None:
         servable, servability, startup = None, "endpoint never materialized", {}
     else:
-        servable = ep.get("servable") if isinstance(ep.get("servable"), bool) else None
-        reason = str(ep.get("reason") or "").strip()
+        servable = ep.servable if isinstance(ep.servable, bool) else None
+        reason = str(ep.reason or "").strip()
         if servable is True:
             servability = f"servable ({reason})" if reason else "servable"
         elif servable is False:
             servability = f"not servable: {reason}" if reason else "not servable"
         else:
             servability = "unknown"
-        startup = ep.get("startup") if isinstance(ep.get("startup"), dict) else {}
+        startup = ep.startup if isinstance(ep.startup, dict) else {}
     return VariantFacts(
         model=model,
         variant=variant,
@@ -222,9 +226,9 @@ def load_variant_facts(home: Path, model: str, variant: str) -> VariantFacts:
         served_weights_gib=_float(startup.get("weights_gib")),
         servable=servable,
         servability=servability,
-        perplexity=_float(ep.get("perplexity")) if ep else None,
-        kl_vs_base=_float(ep.get("kl_vs_base")) if ep else None,
-        ppl_ratio_vs_base=_float(ep.get("ppl_ratio_vs_base")) if ep else None,
+        perplexity=_float(ep.perplexity) if ep else None,
+        kl_vs_base=_float(ep.kl_vs_base) if ep else None,
+        ppl_ratio_vs_base=_float(ep.ppl_ratio_vs_base) if ep else None,
     )
 
 
@@ -253,8 +257,8 @@ def load_study(home: Path, pairs: list[tuple[str, str]], suites: list[str], stud
     frames: list[pl.DataFrame] = []
     for model, variant in ordered:
         for suite in suites:
-            folder = home / "artifacts" / "benchmark" / model / variant / suite
-            raw = _read_json(folder / "summary.json")
+            folder = ProjectHome(home).artifacts(graph.benchmark(model, variant, suite))
+            raw = _read_json(folder / graph.SUMMARY_FILE)
             if raw is None:
                 missing.append(Missing(model, variant, suite, NEVER))
                 continue
@@ -266,7 +270,7 @@ def load_study(home: Path, pairs: list[tuple[str, str]], suites: list[str], stud
             if not s.aggregates:
                 missing.append(Missing(model, variant, suite, "evaluated, but summary.json has no aggregates"))
                 continue
-            rec = _read_records(folder / "records.parquet", suite)
+            rec = _read_records(folder / graph.RECORDS_FILE, suite)
             if rec is not None and not rec.is_empty():
                 frames.append(rec)
     records = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=RECORDS_EMPTY_SCHEMA)
@@ -299,7 +303,7 @@ def long_table(data: StudyData) -> pl.DataFrame:
             s = data.summaries.get((model, variant, suite))
             cell = {
                 "study": data.study, "model": model, "variant": variant, "benchmark": suite, **_provenance(s),
-                "asset": f"benchmark/{model}/{variant}/{suite}",
+                "asset": graph.key_string(graph.benchmark(model, variant, suite)),
             }  # fmt: skip
             if data.evaluated(model, variant, suite) is None:
                 rows.append({**cell, "mode": None, "metric": "status", "value": None,
@@ -422,7 +426,11 @@ def accuracy_wide(data: StudyData, formatted: bool = False, long: pl.DataFrame |
         row: dict[str, Any] = {"model": model, "variant": variant}
         for c in cells.columns:
             r = cells.row(model, variant, c, "accuracy") or {}
-            row |= {_col(c): r.get("value"), f"{_col(c)} ci_low": r.get("ci_low"), f"{_col(c)} ci_high": r.get("ci_high")}
+            row |= {
+                _col(c): r.get("value"),
+                f"{_col(c)} ci_low": r.get("ci_low"),
+                f"{_col(c)} ci_high": r.get("ci_high"),
+            }
         rows.append(row)
     return _frame(rows, schema)
 
@@ -463,7 +471,9 @@ def reasoning_wide(data: StudyData, formatted: bool = False, long: pl.DataFrame 
                 continue
 
             def part(label: str, n: float | None, ratio: float | None) -> str:
-                return f"{label} {'-' if n is None else f'{n:,.0f}'}" + (f" ({ratio:.2f}×)" if ratio is not None else "")
+                return f"{label} {'-' if n is None else f'{n:,.0f}'}" + (
+                    f" ({ratio:.2f}×)" if ratio is not None else ""
+                )
 
             row[_col(c)] = (part("think", vals["reasoning_tokens"], vals["reasoning_ratio"]) + " · "
                             + part("out", vals["completion_tokens"], vals["completion_ratio"]))  # fmt: skip
@@ -572,7 +582,9 @@ def paired_vs_base(data: StudyData, iters: int = 2000, seed: int = 0) -> pl.Data
             for mode in sorted({str(a.get("mode")) for a in s.aggregates}, key=_mode_key):
                 row: dict[str, Any] = {"model": model, "variant": variant, "benchmark": suite, "mode": mode}
                 if base_s is None:
-                    rows.append(row | {"verdict": f"no base result: {data.missing_reason(model, BASE, suite) or NEVER}"})
+                    rows.append(
+                        row | {"verdict": f"no base result: {data.missing_reason(model, BASE, suite) or NEVER}"}
+                    )
                     continue
                 if mode not in base_modes:
                     rows.append(row | {"verdict": "the base was not run in this mode"})
@@ -611,7 +623,7 @@ def provenance_table(data: StudyData) -> pl.DataFrame:
             if s is None:
                 continue
             rows.append({
-                "asset": f"benchmark/{model}/{variant}/{suite}", "evaluated": bool(s.evaluated), **_provenance(s),
+                "asset": graph.key_string(graph.benchmark(model, variant, suite)), "evaluated": bool(s.evaluated), **_provenance(s),
                 "modes": ", ".join(map(str, s.modes or [])),
                 "mode_notes": "; ".join(map(str, s.mode_notes or [])),
             })  # fmt: skip
