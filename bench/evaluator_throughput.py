@@ -51,20 +51,45 @@ def random_prompts(checkpoint: Path, n: int, input_len: int, seed: int) -> list[
 
 def run_vllm_bench(srv: VllmServer, checkpoint: Path, args: argparse.Namespace) -> dict:
     argv = [
-        "--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", srv.base_url,
-        "--model", srv.name, "--tokenizer", str(checkpoint), "--dataset-name", "random",
-        "--random-input-len", str(args.input_len), "--random-output-len", str(args.output_len),
-        "--num-prompts", str(args.prompts), "--max-concurrency", str(args.concurrency), "--ignore-eos",
-        "--seed", str(args.seed), "--disable-tqdm",
-    ]  # fmt: skip
+        "--backend",
+        "openai-chat",
+        "--endpoint",
+        "/v1/chat/completions",
+        "--base-url",
+        srv.base_url,
+        "--model",
+        srv.name,
+        "--tokenizer",
+        str(checkpoint),
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        str(args.input_len),
+        "--random-output-len",
+        str(args.output_len),
+        "--num-prompts",
+        str(args.prompts),
+        "--max-concurrency",
+        str(args.concurrency),
+        "--ignore-eos",
+        "--seed",
+        str(args.seed),
+        "--disable-tqdm",
+    ]
     env = {**os.environ, "OPENAI_API_KEY": srv.api_key}
     proc = subprocess.run([sys.executable, "-c", VLLM_BENCH, *argv], capture_output=True, text=True, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("@@result ")), None)
     if line is None:
         raise RuntimeError(f"vllm bench serve failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     r = json.loads(line.removeprefix("@@result "))
-    return {"client": "vllm bench serve", "output_tok_s": r["output_throughput"], "req_s": r["request_throughput"],
-            "completed": r["completed"], "wall_s": r["duration"], "output_tokens": r["total_output_tokens"]}  # fmt: skip
+    return {
+        "client": "vllm bench serve",
+        "output_tok_s": r["output_throughput"],
+        "req_s": r["request_throughput"],
+        "completed": r["completed"],
+        "wall_s": r["duration"],
+        "output_tokens": r["total_output_tokens"],
+    }
 
 
 def run_evaluator(srv: VllmServer, prompts: list[str], args: argparse.Namespace, tmp: Path, i: int) -> dict:
@@ -73,13 +98,25 @@ def run_evaluator(srv: VllmServer, prompts: list[str], args: argparse.Namespace,
     plan = SuitePlan("throughput", "arithmetic", samples, "random", {"gen": gen, "round": i}, gen)
     prov = Provenance("bench", "bench", "bench", str(srv.startup.get("vllm_version")), f"round{i}")
     t0 = time.monotonic()
-    out = evaluate(Endpoint(srv.base_url, srv.api_key, srv.name), plan, prov, tmp / f"journal-{i}.jsonl",
-                   thinking_switch=False, concurrency=args.concurrency)  # fmt: skip
+    out = evaluate(
+        Endpoint(srv.base_url, srv.api_key, srv.name),
+        plan,
+        prov,
+        tmp / f"journal-{i}.jsonl",
+        thinking_switch=False,
+        concurrency=args.concurrency,
+    )
     wall = time.monotonic() - t0
     tokens = sum(r["completion_tokens"] or 0 for r in out.records)
     errors = sum(1 for r in out.records if r["error"])
-    return {"client": "quant_dag evaluator", "output_tok_s": tokens / wall, "req_s": len(out.records) / wall,
-            "completed": len(out.records) - errors, "wall_s": wall, "output_tokens": tokens}  # fmt: skip
+    return {
+        "client": "quant_dag evaluator",
+        "output_tok_s": tokens / wall,
+        "req_s": len(out.records) / wall,
+        "completed": len(out.records) - errors,
+        "wall_s": wall,
+        "output_tokens": tokens,
+    }
 
 
 def main() -> int:
@@ -105,9 +142,11 @@ def main() -> int:
                     print(json.dumps({"round": i, **result}), flush=True)
                     rows[result["client"]].append(result["output_tok_s"])
     vllm, ours = statistics.median(rows["vllm bench serve"]), statistics.median(rows["quant_dag evaluator"])
-    print(f"\noutput tok/s (median of {args.rounds}): vllm bench serve {vllm:.1f}, quant_dag evaluator {ours:.1f}; "
-          f"ratio {ours / vllm:.3f}  ({args.prompts} prompts, {args.input_len} in / {args.output_len} out, "
-          f"concurrency {args.concurrency})")  # fmt: skip
+    print(
+        f"\noutput tok/s (median of {args.rounds}): vllm bench serve {vllm:.1f}, quant_dag evaluator {ours:.1f}; "
+        f"ratio {ours / vllm:.3f}  ({args.prompts} prompts, {args.input_len} in / {args.output_len} out, "
+        f"concurrency {args.concurrency})"
+    )
     return 0
 
 

@@ -44,8 +44,13 @@ def main() -> int:
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--models", default="tiny-qwen3.5,tiny-qwen3.5-moe")
     ap.add_argument("--cases", default="", help="comma-separated indexes into CASES (default: all)")
-    ap.add_argument("--checkpoint", type=Path, action="append", default=[],
-                    help="an existing checkpoint to quantize instead of the demo models (e.g. bench.random_model's)")
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="an existing checkpoint to quantize instead of the demo models (e.g. bench.random_model's)",
+    )
     ap.add_argument("--preset", default="light", help="AutoRound preset: rtn, light, default, ...")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -68,20 +73,32 @@ def main() -> int:
             for scheme, fmt, keep in chosen:
                 ignore = ("linear_attn",) if keep else ()
                 recipe = Recipe(
-                    name="bench", scheme=scheme, format=fmt, preset=args.preset,
+                    name="bench",
+                    scheme=scheme,
+                    format=fmt,
+                    preset=args.preset,
                     iters=args.iters,
-                    nsamples=args.nsamples, seqlen=args.seqlen, batch_size=8, ignore_layers=ignore,
+                    nsamples=args.nsamples,
+                    seqlen=args.seqlen,
+                    batch_size=8,
+                    ignore_layers=ignore,
                     torch_compile=True,  # as the seed study asked; the device plan must turn it off for Qwen3.5
-                )  # fmt: skip
+                )
                 plan = plan_device(args.device, report, recipe.resolved(), base_layout.total_bytes, model_type)
                 name = f"{model}/{scheme}-{fmt}-{'keep' if keep else 'quant'}-linear-attn-{args.preset}"
                 row: dict = {"run": name, "device": args.device, "build_model_s": round(build_s, 1), "plan": plan.notes}
                 try:
                     res = quantize(
-                        base=base, output=args.out / "q" / name.replace("/", "__"), recipe=plan.recipe,
-                        calibration=str(CALIB), device=args.device, workdir=args.out / "work" / name.replace("/", "__"),
-                        on_log=quiet, env=env, use_fla=plan.use_fla,
-                    )  # fmt: skip
+                        base=base,
+                        output=args.out / "q" / name.replace("/", "__"),
+                        recipe=plan.recipe,
+                        calibration=str(CALIB),
+                        device=args.device,
+                        workdir=args.out / "work" / name.replace("/", "__"),
+                        on_log=quiet,
+                        env=env,
+                        use_fla=plan.use_fla,
+                    )
                 except ChildFailed as exc:
                     row.update(ok=False, error="\n".join(exc.result.tail[-6:]), wall_s=round(exc.result.wall_s, 1))
                     print(json.dumps(row), flush=True)
@@ -94,8 +111,11 @@ def main() -> int:
                     ok=True,
                     wall_s=res.wall_s,
                     peak_rss_mib=res.peak_rss_bytes // 2**20,
-                    **{k: v for k, v in json.loads((res.path / "quant_dag_quantize.json").read_text()).items()
-                       if k in ("quantize_seconds", "peak_gpu_allocated_gib", "peak_gpu_reserved_gib")},
+                    **{
+                        k: v
+                        for k, v in json.loads((res.path / "quant_dag_quantize.json").read_text()).items()
+                        if k in ("quantize_seconds", "peak_gpu_allocated_gib", "peak_gpu_reserved_gib")
+                    },
                     weights_bytes=res.layout.total_bytes,
                     ratio_vs_base=round(res.layout.total_bytes / base_layout.total_bytes, 3),
                     families_16bit=res.layout.summary()["families_16bit"],

@@ -86,10 +86,15 @@ def quantize_all(bases: dict[str, Path], work: Path, report: dict, quiet: bool) 
             plan = plan_device("cuda", report, recipe.resolved(), read_layout(base).total_bytes, model_type)
             try:
                 res = quantize(
-                    base=base, output=out, recipe=plan.recipe, calibration=str(CALIB), device="cuda",
-                    workdir=work / "qwork" / model / name, on_log=(lambda s: None) if quiet else print,
+                    base=base,
+                    output=out,
+                    recipe=plan.recipe,
+                    calibration=str(CALIB),
+                    device="cuda",
+                    workdir=work / "qwork" / model / name,
+                    on_log=(lambda s: None) if quiet else print,
                     use_fla=plan.use_fla,
-                )  # fmt: skip
+                )
                 row.update(ok=True, quantize_s=res.wall_s, weights_bytes=res.layout.total_bytes)
             except ChildFailed as exc:
                 row.update(ok=False, error="\n".join(exc.result.tail[-8:]), quantize_s=round(exc.result.wall_s, 1))
@@ -147,9 +152,11 @@ def main() -> int:
     if args.gdn_prefill_backend != "auto":
         extra += ["--gdn-prefill-backend", args.gdn_prefill_backend]
     options = ServeOptions(
-        max_model_len=4096, gpu_memory_utilization=args.gpu_memory_utilization, extra_args=extra,
+        max_model_len=4096,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        extra_args=extra,
         startup_timeout_s=max(60.0, args.budget_s - (time.monotonic() - t_start)),
-    )  # fmt: skip
+    )
     only = set(filter(None, args.only.split(",")))
     served: dict[str, dict] = {}
 
@@ -181,8 +188,10 @@ def main() -> int:
     print(f"\n{'checkpoint':52} {'serves':>6} {'start s':>8} {'KL':>8}  answers / reason")
     for name, row in sorted(served.items()):
         answers = " | ".join(a.get("content", "")[:20] for a in row.get("answers", []))
-        print(f"{name:52} {row.get('servable')!s:>6} {row.get('start_s', '-')!s:>8} {row.get('kl_vs_base', '-')!s:>8}  "
-              f"{answers or str(row.get('reason', row.get('skipped', '')))[:80]}")  # fmt: skip
+        print(
+            f"{name:52} {row.get('servable')!s:>6} {row.get('start_s', '-')!s:>8} {row.get('kl_vs_base', '-')!s:>8}  "
+            f"{answers or str(row.get('reason', row.get('skipped', '')))[:80]}"
+        )
     return 0
 
 

@@ -42,16 +42,26 @@ def build_qwen35(dest: Path, layers: int | None = None, device: str = "cuda", se
     t0 = time.monotonic()
     tok = train_tokenizer()
     real = json.loads(QWEN35_9B_CONFIG.read_text())
-    text = {**real["text_config"], "vocab_size": len(tok), "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    text = {
+        **real["text_config"],
+        "vocab_size": len(tok),
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
     if layers:
         text["num_hidden_layers"], text["layer_types"] = layers, text["layer_types"][:layers]
     ids = {t: tok.convert_tokens_to_ids(t) for t in VISION_TOKENS}
     config = Qwen3_5Config(
-        text_config=text, vision_config=real["vision_config"], image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False,
-        architectures=["Qwen3_5ForConditionalGeneration"], dtype="bfloat16",
-    )  # fmt: skip
+        text_config=text,
+        vision_config=real["vision_config"],
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+        architectures=["Qwen3_5ForConditionalGeneration"],
+        dtype="bfloat16",
+    )
     config.text_config.dtype = "bfloat16"
     torch.manual_seed(seed)
     with torch.device(device):
@@ -61,8 +71,13 @@ def build_qwen35(dest: Path, layers: int | None = None, device: str = "cuda", se
     GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(dest)
     for name in PROCESSOR_FILES:
         shutil.copyfile(QWEN35_FILES / name, dest / name)
-    facts = {"shape": "qwen3.5-9b", "layers": text["num_hidden_layers"], "params": sum(p.numel() for p in model.parameters()),
-             "seconds": round(time.monotonic() - t0, 1), "device": device}  # fmt: skip
+    facts = {
+        "shape": "qwen3.5-9b",
+        "layers": text["num_hidden_layers"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "seconds": round(time.monotonic() - t0, 1),
+        "device": device,
+    }
     (dest / "random_model.json").write_text(json.dumps(facts, indent=1))
     return facts
 
@@ -78,16 +93,27 @@ def build(dest: Path, shape: str, layers: int | None = None, device: str = "cuda
     t0 = time.monotonic()
     tok = train_tokenizer()
     fields = {**SHAPES[shape], **({"num_hidden_layers": layers} if layers else {})}
-    config = Qwen3Config(**fields, vocab_size=len(tok), eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         architectures=["Qwen3ForCausalLM"], dtype="bfloat16")  # fmt: skip
+    config = Qwen3Config(
+        **fields,
+        vocab_size=len(tok),
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        architectures=["Qwen3ForCausalLM"],
+        dtype="bfloat16",
+    )
     torch.manual_seed(seed)
     with torch.device(device):
         model = Qwen3ForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(dest)
     tok.save_pretrained(dest)
     GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(dest)
-    facts = {"shape": shape, "layers": fields["num_hidden_layers"], "params": sum(p.numel() for p in model.parameters()),
-             "seconds": round(time.monotonic() - t0, 1), "device": device}  # fmt: skip
+    facts = {
+        "shape": shape,
+        "layers": fields["num_hidden_layers"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "seconds": round(time.monotonic() - t0, 1),
+        "device": device,
+    }
     (dest / "random_model.json").write_text(json.dumps(facts, indent=1))
     return facts
 

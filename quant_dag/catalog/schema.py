@@ -68,7 +68,9 @@ Source = Annotated[
 ]
 DownloadSource = Annotated[
     Union[Annotated[HubSource, Tag("hub")], Annotated[PathSource, Tag("path")]],
-    Discriminator(_source_kind, custom_error_type="source", custom_error_message="a source needs hub (with revision) or path"),
+    Discriminator(
+        _source_kind, custom_error_type="source", custom_error_message="a source needs hub (with revision) or path"
+    ),
 ]
 
 
@@ -231,7 +233,9 @@ class Benchmark(_Strict):
     prompt: str | None = None  # template override (str.format fields per task)
     generation: Generation = Generation()
     thinking: tuple[bool, ...] = Field(default=(False,), min_length=1)  # modes: [on, off] runs both
-    repeats: int = Field(default=1, ge=1, le=64)  # samples per item (seeds seed..seed+repeats-1): pass@k up to k=repeats
+    repeats: int = Field(
+        default=1, ge=1, le=64
+    )  # samples per item (seeds seed..seed+repeats-1): pass@k up to k=repeats
     seed: int = 0
     limit: int | None = Field(default=None, ge=1)  # first N samples only
     concurrency: int | None = Field(default=None, ge=1)  # None: from the server's reported capacity

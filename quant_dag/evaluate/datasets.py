@@ -197,8 +197,9 @@ def _mmlu_pro_exemplars(rows: Iterable[dict[str, Any]], origin: str, shots: int)
         try:
             category = _text(row, "category")
             if len(out.setdefault(category, [])) < shots:
-                out[category].append(_mmlu_pro_example(_text(row, "question"), _mmlu_pro_options(row),
-                                                       _text(row, "cot_content")))  # fmt: skip
+                out[category].append(
+                    _mmlu_pro_example(_text(row, "question"), _mmlu_pro_options(row), _text(row, "cot_content"))
+                )
         except _RowError as exc:
             raise DatasetError(f"{origin}: row {index}: {exc}") from None
     return out
@@ -577,9 +578,7 @@ def _check_template(info: TaskInfo, template: str | None) -> None:
             continue
         base = re.split(r"[.\[]", name, maxsplit=1)[0]
         if base not in info.fields:
-            raise DatasetError(
-                f"{info.name}: template uses unknown field {{{name}}}; fields: {', '.join(info.fields)}"
-            )
+            raise DatasetError(f"{info.name}: template uses unknown field {{{name}}}; fields: {', '.join(info.fields)}")
 
 
 def _check_options(info: TaskInfo, options: dict[str, Any] | None) -> dict[str, Any]:
@@ -596,7 +595,9 @@ def _check_options(info: TaskInfo, options: dict[str, Any] | None) -> dict[str, 
         if not 0 <= options["shots"] <= MMLU_PRO_SHOTS:
             raise DatasetError(f"{info.name}: option shots must be 0..{MMLU_PRO_SHOTS}, got {options['shots']!r}")
     if options.get("permutation", "fixed") not in ("fixed", "per_repeat"):
-        raise DatasetError(f"{info.name}: option permutation must be fixed or per_repeat, got {options['permutation']!r}")
+        raise DatasetError(
+            f"{info.name}: option permutation must be fixed or per_repeat, got {options['permutation']!r}"
+        )
     if "random_guess" in options and not isinstance(options["random_guess"], bool):
         raise DatasetError(f"{info.name}: option random_guess must be true or false, got {options['random_guess']!r}")
     for key in ("since", "until"):

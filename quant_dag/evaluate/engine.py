@@ -94,17 +94,33 @@ def token_counts(result: ChatResult, prompt: str, count: Callable[[str], int] | 
     server_has_usage = result.completion_tokens is not None
     if server_has_usage and (result.reasoning_tokens is not None or not result.reasoning):
         reasoning = result.reasoning_tokens if result.reasoning_tokens is not None else 0
-        return dict(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                    reasoning_tokens=reasoning, token_source="server")  # fmt: skip
+        return dict(
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            reasoning_tokens=reasoning,
+            token_source="server",
+        )
     if count is None:
-        return dict(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                    reasoning_tokens=None, token_source="none")  # fmt: skip
+        return dict(
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            reasoning_tokens=None,
+            token_source="none",
+        )
     reasoning = count(result.reasoning)
     if server_has_usage:  # usage without a reasoning breakdown (vLLM's usual case): count only the reasoning
-        return dict(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                    reasoning_tokens=reasoning, token_source="server+tokenizer")  # fmt: skip
-    return dict(prompt_tokens=count(prompt), completion_tokens=reasoning + count(result.content),
-                reasoning_tokens=reasoning, token_source="tokenizer")  # fmt: skip
+        return dict(
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            reasoning_tokens=reasoning,
+            token_source="server+tokenizer",
+        )
+    return dict(
+        prompt_tokens=count(prompt),
+        completion_tokens=reasoning + count(result.content),
+        reasoning_tokens=reasoning,
+        token_source="tokenizer",
+    )
 
 
 # Sandboxes share one uid (nobody) and so one process-count limit: run a few at a time, not one per request.
@@ -196,8 +212,10 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         pct = 100 * self.done / self.total if self.total else 100
-        return (f"{self.label}: {self.done}/{self.total} ({pct:.0f}%), {rate:.2f} req/s, "
-                f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s" + (f", {self.errors} errors" if self.errors else ""))  # fmt: skip
+        return (
+            f"{self.label}: {self.done}/{self.total} ({pct:.0f}%), {rate:.2f} req/s, "
+            f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s" + (f", {self.errors} errors" if self.errors else "")
+        )
 
     def step(self, error: bool) -> None:
         self.done += 1
@@ -269,7 +287,7 @@ def plan_requests(plan: SuitePlan, prov: Provenance, switch: bool, done: dict[st
                         "repeat": repeat,
                         "params": params,
                     }
-                )  # fmt: skip (without a seed, the repeat index alone keeps repeats apart)
+                )  # without a seed, the repeat index alone keeps repeats apart
                 planned.append(key)
                 if key in done and not done[key].get("error"):
                     continue
@@ -321,8 +339,10 @@ async def _evaluate(
     planned, todo = rp.planned, rp.todo
     progress = Progress(f"{prov.variant}/{plan.benchmark}", len(todo), log)
     if log:
-        log(f"{plan.benchmark}: {len(planned)} requests planned, {len(planned) - len(todo)} already in the journal, "
-            f"{len(todo)} to send at concurrency {concurrency}")  # fmt: skip
+        log(
+            f"{plan.benchmark}: {len(planned)} requests planned, {len(planned) - len(todo)} already in the journal, "
+            f"{len(todo)} to send at concurrency {concurrency}"
+        )
 
     async def one(client: ChatClient, request: Request) -> None:
         result = await client.chat(request.messages, **request.params)

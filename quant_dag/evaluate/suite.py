@@ -48,8 +48,9 @@ def load_plan(cat: "Catalog", name: str) -> SuitePlan:
     options = dict(b.options)
     if "validation" in options:  # a file, relative to the catalog like the dataset's own path
         options["validation"] = str((cat.root / options["validation"]).resolve())
-    samples, revision = load_samples(b.task, source, limit=b.limit, template=b.prompt, options=options or None,
-                                     repeats=b.repeats)  # fmt: skip
+    samples, revision = load_samples(
+        b.task, source, limit=b.limit, template=b.prompt, options=options or None, repeats=b.repeats
+    )
     return SuitePlan(
         benchmark=name,
         task=b.task,
@@ -83,8 +84,9 @@ def aggregate_table_md(rows: list[dict]) -> str:
     def fmt(v: object) -> str:
         return f"{v:.3f}" if isinstance(v, float) else str(v)
 
-    head = "| mode | samples | accuracy | 95% CI | cutoff | acc. completed | completion tok (mean) | reasoning tok (mean) | pass@k | errors |"
-    lines = [head, "|" + "---|" * 10]
+    columns = ["mode", "samples", "accuracy", "95% CI", "cutoff", "acc. completed", "completion tok (mean)",
+               "reasoning tok (mean)", "pass@k", "errors"]  # fmt: skip
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         passk = ", ".join(
             f"@{k}={v:.2f}" for k, v in sorted((int(k), v) for k, v in (r.get("pass_at_k") or {}).items())
@@ -132,14 +134,26 @@ class SuiteRunner:
         from quant_dag.evaluate.datasets import TASKS
 
         return {
-            "benchmark": self.name, "task": self.plan.task, "model": self.prov.model, "variant": self.prov.variant,
+            "benchmark": self.name,
+            "task": self.plan.task,
+            "model": self.prov.model,
+            "variant": self.prov.variant,
             **TASKS[self.plan.task].grading(self.options),
-            "dataset_revision": self.plan.dataset_revision, "checkpoint_id": self.prov.checkpoint_id,
-            "vllm_version": self.prov.vllm_version, "run_id": self.prov.run_id,
+            "dataset_revision": self.plan.dataset_revision,
+            "checkpoint_id": self.prov.checkpoint_id,
+            "vllm_version": self.prov.vllm_version,
+            "run_id": self.prov.run_id,
             "asset_key": graph.key_string(graph.benchmark(self.prov.model, self.prov.variant, self.name)),
-            "generation": json.dumps({**self.plan.generation, "repeats": self.plan.repeats, "seed": self.plan.seed,
-                                      "per_request_seed": self.plan.send_seed}, sort_keys=True),
-        }  # fmt: skip
+            "generation": json.dumps(
+                {
+                    **self.plan.generation,
+                    "repeats": self.plan.repeats,
+                    "seed": self.plan.seed,
+                    "per_request_seed": self.plan.send_seed,
+                },
+                sort_keys=True,
+            ),
+        }
 
     def not_evaluated(self, reason: str) -> BenchmarkSummary:
         """What a variant that cannot be served reports: explicit, so summaries show it with the reason."""
@@ -173,9 +187,15 @@ class SuiteRunner:
         concurrency = pick_concurrency(self.plan.concurrency, capacity if isinstance(capacity, float) else None)
         tokenizer = self.checkpoint / "tokenizer.json"
         outcome = evaluate(
-            endpoint, self.plan, self.prov, self.journal, thinking_switch=self.switch, concurrency=concurrency,
-            count=TokenCounter(self.checkpoint) if tokenizer.is_file() else None, log=log,
-        )  # fmt: skip
+            endpoint,
+            self.plan,
+            self.prov,
+            self.journal,
+            thinking_switch=self.switch,
+            concurrency=concurrency,
+            count=TokenCounter(self.checkpoint) if tokenizer.is_file() else None,
+            log=log,
+        )
         frame = to_frame(outcome.records)
         write_parquet_atomic(frame, self.workdir / graph.RECORDS_FILE)
         rows = aggregate_rows(outcome.records, outcome.modes)

@@ -302,12 +302,23 @@ def long_table(data: StudyData) -> pl.DataFrame:
         for suite in data.suites:
             s = data.summaries.get((model, variant, suite))
             cell = {
-                "study": data.study, "model": model, "variant": variant, "benchmark": suite, **_provenance(s),
+                "study": data.study,
+                "model": model,
+                "variant": variant,
+                "benchmark": suite,
+                **_provenance(s),
                 "asset": graph.key_string(graph.benchmark(model, variant, suite)),
-            }  # fmt: skip
+            }
             if data.evaluated(model, variant, suite) is None:
-                rows.append({**cell, "mode": None, "metric": "status", "value": None,
-                             "note": data.missing_reason(model, variant, suite) or NEVER})  # fmt: skip
+                rows.append(
+                    {
+                        **cell,
+                        "mode": None,
+                        "metric": "status",
+                        "value": None,
+                        "note": data.missing_reason(model, variant, suite) or NEVER,
+                    }
+                )
                 continue
             base_s = data.evaluated(model, BASE, suite)
             base_aggs = {a.get("mode"): a for a in base_s.aggregates} if base_s else {}
@@ -319,8 +330,18 @@ def long_table(data: StudyData) -> pl.DataFrame:
                     v = _float(value)
                     if v is None:
                         note = note or "not reported"
-                    rows.append({**cell, "mode": mode, "metric": metric, "value": v, "ci_low": _float(lo),
-                                 "ci_high": _float(hi), "n": n, "note": note})  # fmt: skip
+                    rows.append(
+                        {
+                            **cell,
+                            "mode": mode,
+                            "metric": metric,
+                            "value": v,
+                            "ci_low": _float(lo),
+                            "ci_high": _float(hi),
+                            "n": n,
+                            "note": note,
+                        }
+                    )
 
                 acc = _float(agg.get("accuracy"))
                 add("accuracy", acc, agg.get("ci_low"), agg.get("ci_high"), agg.get("ci_method"))
@@ -332,8 +353,10 @@ def long_table(data: StudyData) -> pl.DataFrame:
                 b = base_aggs.get(agg.get("mode"))
                 rec, note = _ratio(acc, _float(b.get("accuracy")) if b else None, "accuracy")
                 add("recovery_pct", None if rec is None else rec * 100, note=note)
-                for metric, src in (("reasoning_tokens_ratio", "mean_reasoning_tokens"),
-                                    ("completion_tokens_ratio", "mean_completion_tokens")):  # fmt: skip
+                for metric, src in (
+                    ("reasoning_tokens_ratio", "mean_reasoning_tokens"),
+                    ("completion_tokens_ratio", "mean_completion_tokens"),
+                ):
                     r, note = _ratio(_float(agg.get(src)), _float(b.get(src)) if b else None, src.replace("_", " "))
                     add(metric, r, note=note)
     return pl.DataFrame(rows, schema=LONG_SCHEMA) if rows else pl.DataFrame(schema=LONG_SCHEMA)
@@ -415,8 +438,17 @@ def accuracy_wide(data: StudyData, formatted: bool = False, long: pl.DataFrame |
     """Rows model+variant, columns '<benchmark>/<mode>'. Numeric: accuracy in [0, 1] plus '<col> ci_low' and
     '<col> ci_high' columns. Formatted: '37.5 [18.5, 61.4]' (percent, 95% CI), or why the cell is empty."""
     if formatted:
-        return _wide(data, "accuracy", True, lambda r: f"{_pct(r['value'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
-                     if r["ci_low"] is not None and r["ci_high"] is not None else _pct(r["value"]), long)  # fmt: skip
+        return _wide(
+            data,
+            "accuracy",
+            True,
+            lambda r: (
+                f"{_pct(r['value'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+                if r["ci_low"] is not None and r["ci_high"] is not None
+                else _pct(r["value"])
+            ),
+            long,
+        )
     cells = _Cells(data, long)
     schema: dict[str, pl.DataType] = {"model": pl.String(), "variant": pl.String()}
     for c in cells.columns:
@@ -450,8 +482,12 @@ def reasoning_wide(data: StudyData, formatted: bool = False, long: pl.DataFrame 
     '<col> reasoning_tokens', '<col> reasoning_ratio', '<col> completion_tokens', '<col> completion_ratio';
     formatted: 'think 1,234 (1.25×) · out 1,500 (1.10×)'."""
     cells = _Cells(data, long)
-    parts = (("reasoning_tokens", "mean_reasoning_tokens"), ("reasoning_ratio", "reasoning_tokens_ratio"),
-             ("completion_tokens", "mean_completion_tokens"), ("completion_ratio", "completion_tokens_ratio"))  # fmt: skip
+    parts = (
+        ("reasoning_tokens", "mean_reasoning_tokens"),
+        ("reasoning_ratio", "reasoning_tokens_ratio"),
+        ("completion_tokens", "mean_completion_tokens"),
+        ("completion_ratio", "completion_tokens_ratio"),
+    )
     schema: dict[str, pl.DataType] = {"model": pl.String(), "variant": pl.String()}
     for c in cells.columns:
         if formatted:
@@ -475,8 +511,11 @@ def reasoning_wide(data: StudyData, formatted: bool = False, long: pl.DataFrame 
                     f" ({ratio:.2f}×)" if ratio is not None else ""
                 )
 
-            row[_col(c)] = (part("think", vals["reasoning_tokens"], vals["reasoning_ratio"]) + " · "
-                            + part("out", vals["completion_tokens"], vals["completion_ratio"]))  # fmt: skip
+            row[_col(c)] = (
+                part("think", vals["reasoning_tokens"], vals["reasoning_ratio"])
+                + " · "
+                + part("out", vals["completion_tokens"], vals["completion_ratio"])
+            )
         rows.append(row)
     return _frame(rows, schema)
 
@@ -488,8 +527,10 @@ def mean_accuracy(data: StudyData, long: pl.DataFrame | None = None) -> dict[tup
     cells = _Cells(data, long)
     out: dict[tuple[str, str], tuple[float | None, int]] = {}
     for model in data.models:
-        have = {v: {c for c in cells.columns if cells.value(model, v, c, "accuracy") is not None}
-                for v in data.variants(model)}  # fmt: skip
+        have = {
+            v: {c for c in cells.columns if cells.value(model, v, c, "accuracy") is not None}
+            for v in data.variants(model)
+        }
         evaluated = [v for v in data.variants(model) if have[v]]
         common = set.intersection(*(have[v] for v in evaluated)) if evaluated else set()
         for v in data.variants(model):
@@ -527,19 +568,33 @@ def memory_table(data: StudyData, long: pl.DataFrame | None = None) -> pl.DataFr
     for model, variant in data.pairs:
         f = data.facts[(model, variant)]
         base = data.facts.get((model, BASE))
-        ratio = (f.weights_bytes / base.weights_bytes
-                 if base and base.weights_bytes and f.weights_bytes is not None else None)  # fmt: skip
+        ratio = (
+            f.weights_bytes / base.weights_bytes
+            if base and base.weights_bytes and f.weights_bytes is not None
+            else None
+        )
         acc, n = means[(model, variant)]
         base_acc = means.get((model, BASE), (None, 0))[0]
-        rows.append({
-            "model": model, "variant": variant, "weights_bytes": f.weights_bytes, "weights_gib": f.weights_gib,
-            "size_ratio_vs_base": ratio, "served_weights_gib": f.served_weights_gib,
-            "families_16bit": ", ".join(f.families_16bit), "partly_16bit": ", ".join(f.partly_16bit),
-            "servable": f.servable, "servability": f.servability, "perplexity": f.perplexity,
-            "ppl_ratio_vs_base": f.ppl_ratio_vs_base, "kl_vs_base": f.kl_vs_base, "mean_accuracy": acc,
-            "mean_accuracy_cells": n,
-            "mean_recovery_pct": acc / base_acc * 100 if acc is not None and base_acc else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": model,
+                "variant": variant,
+                "weights_bytes": f.weights_bytes,
+                "weights_gib": f.weights_gib,
+                "size_ratio_vs_base": ratio,
+                "served_weights_gib": f.served_weights_gib,
+                "families_16bit": ", ".join(f.families_16bit),
+                "partly_16bit": ", ".join(f.partly_16bit),
+                "servable": f.servable,
+                "servability": f.servability,
+                "perplexity": f.perplexity,
+                "ppl_ratio_vs_base": f.ppl_ratio_vs_base,
+                "kl_vs_base": f.kl_vs_base,
+                "mean_accuracy": acc,
+                "mean_accuracy_cells": n,
+                "mean_recovery_pct": acc / base_acc * 100 if acc is not None and base_acc else None,
+            }
+        )
     return _frame(rows, MEMORY_SCHEMA)
 
 
@@ -596,14 +651,25 @@ def paired_vs_base(data: StudyData, iters: int = 2000, seed: int = 0) -> pl.Data
                     rows.append(row | {"verdict": "no per-sample records (records.parquet missing)"})
                     continue
                 cmp = compare_paired(b, o, iters=iters, seed=seed)
-                rows.append(row | {
-                    "n_paired": cmp.n_paired, "n_unpaired_base": cmp.n_unpaired_base,
-                    "n_unpaired_variant": cmp.n_unpaired_other, "base_accuracy": cmp.base_accuracy,
-                    "variant_accuracy": cmp.other_accuracy, "diff": cmp.diff, "ci_low": cmp.ci_low,
-                    "ci_high": cmp.ci_high, "significant": cmp.significant, "mcnemar_n": cmp.mcnemar_n,
-                    "mcnemar_b": cmp.mcnemar_b, "mcnemar_c": cmp.mcnemar_c, "mcnemar_p": cmp.mcnemar_p,
-                    "verdict": cmp.verdict,
-                })  # fmt: skip
+                rows.append(
+                    row
+                    | {
+                        "n_paired": cmp.n_paired,
+                        "n_unpaired_base": cmp.n_unpaired_base,
+                        "n_unpaired_variant": cmp.n_unpaired_other,
+                        "base_accuracy": cmp.base_accuracy,
+                        "variant_accuracy": cmp.other_accuracy,
+                        "diff": cmp.diff,
+                        "ci_low": cmp.ci_low,
+                        "ci_high": cmp.ci_high,
+                        "significant": cmp.significant,
+                        "mcnemar_n": cmp.mcnemar_n,
+                        "mcnemar_b": cmp.mcnemar_b,
+                        "mcnemar_c": cmp.mcnemar_c,
+                        "mcnemar_p": cmp.mcnemar_p,
+                        "verdict": cmp.verdict,
+                    }
+                )
     return _frame(rows, PAIRED_SCHEMA)
 
 
@@ -614,17 +680,26 @@ def missing_table(data: StudyData) -> pl.DataFrame:
 
 def provenance_table(data: StudyData) -> pl.DataFrame:
     """Per benchmark asset found: what produced it (checkpoint, vLLM, dataset revision, run) and its mode notes."""
-    schema = {"asset": pl.String(), "evaluated": pl.Boolean(), **{k: pl.String() for k in PROVENANCE},
-              "modes": pl.String(), "mode_notes": pl.String()}  # fmt: skip
+    schema = {
+        "asset": pl.String(),
+        "evaluated": pl.Boolean(),
+        **{k: pl.String() for k in PROVENANCE},
+        "modes": pl.String(),
+        "mode_notes": pl.String(),
+    }
     rows = []
     for model, variant in data.pairs:
         for suite in data.suites:
             s = data.summaries.get((model, variant, suite))
             if s is None:
                 continue
-            rows.append({
-                "asset": graph.key_string(graph.benchmark(model, variant, suite)), "evaluated": bool(s.evaluated), **_provenance(s),
-                "modes": ", ".join(map(str, s.modes or [])),
-                "mode_notes": "; ".join(map(str, s.mode_notes or [])),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "asset": graph.key_string(graph.benchmark(model, variant, suite)),
+                    "evaluated": bool(s.evaluated),
+                    **_provenance(s),
+                    "modes": ", ".join(map(str, s.modes or [])),
+                    "mode_notes": "; ".join(map(str, s.mode_notes or [])),
+                }
+            )
     return _frame(rows, schema)
