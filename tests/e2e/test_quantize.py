@@ -41,9 +41,15 @@ def test_rtn_keep_linear_attn_end_to_end(tiny_qwen, tmp_path):
     recipe = Recipe(name="r", scheme="W4A16", preset="rtn", group_size=32, ignore_layers=("linear_attn",)).resolved()
     events: list[dict] = []
     res = quantize(
-        base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
-        workdir=tmp_path / "work", on_log=lambda s: None, on_event=events.append,
-    )  # fmt: skip
+        base=tiny_qwen,
+        output=tmp_path / "out",
+        recipe=recipe,
+        calibration=str(CALIB),
+        device="cpu",
+        workdir=tmp_path / "work",
+        on_log=lambda s: None,
+        on_event=events.append,
+    )
     config = json.loads((res.path / "config.json").read_text())["quantization_config"]
     assert (config["quant_method"], config["bits"], config["group_size"]) == ("auto-round", 4, 32)
     fams = res.layout.family_rows()
@@ -63,10 +69,18 @@ def test_a_cpu_quantization_waits_for_the_machines_cpu_lock(tiny_qwen, tmp_path)
 
     def run() -> None:
         try:
-            outcome.append(quantize(
-                base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
-                workdir=tmp_path / "work", on_log=lambda s: None, on_event=events.append,
-            ))  # fmt: skip
+            outcome.append(
+                quantize(
+                    base=tiny_qwen,
+                    output=tmp_path / "out",
+                    recipe=recipe,
+                    calibration=str(CALIB),
+                    device="cpu",
+                    workdir=tmp_path / "work",
+                    on_log=lambda s: None,
+                    on_event=events.append,
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             outcome.append(exc)
 
@@ -88,8 +102,15 @@ def test_llm_compressor_export_of_the_vision_language_model_and_its_ignore_check
     stays 16-bit and is declared in `ignore`, so the check passes; the export seen in the wild whose `ignore`
     misses the vision tower (vLLM then reads bf16 weights as packed) is caught, naming each vision module."""
     recipe = Recipe(name="r", scheme="W4A16", format="llm_compressor", preset="rtn", group_size=32).resolved()
-    res = quantize(base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
-                   workdir=tmp_path / "work", on_log=lambda s: None)  # fmt: skip
+    res = quantize(
+        base=tiny_qwen,
+        output=tmp_path / "out",
+        recipe=recipe,
+        calibration=str(CALIB),
+        device="cpu",
+        workdir=tmp_path / "work",
+        on_log=lambda s: None,
+    )
     vision = {lin.name for lin in res.layout.linears if lin.family == "vision"}
     assert vision and not any(lin.quantized for lin in res.layout.linears if lin.family == "vision")
     assert (res.path / "preprocessor_config.json").is_file()  # the processor files travel with the checkpoint
@@ -115,8 +136,15 @@ def test_a_broken_base_fails_with_the_log_tail(tmp_path, tiny_qwen):
     (broken / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     recipe = Recipe(name="r", scheme="W4A16", preset="rtn", group_size=32).resolved()
     with pytest.raises(ChildFailed) as info:
-        quantize(base=broken, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
-                 workdir=tmp_path / "work", on_log=lambda s: None)  # fmt: skip
+        quantize(
+            base=broken,
+            output=tmp_path / "out",
+            recipe=recipe,
+            calibration=str(CALIB),
+            device="cpu",
+            workdir=tmp_path / "work",
+            on_log=lambda s: None,
+        )
     assert "AutoRound W4A16 (auto_round) on broken failed with exit status 1" in str(info.value)
     assert "Error" in str(info.value)  # the child's traceback is quoted
     assert not (tmp_path / "out").exists()
@@ -124,11 +152,19 @@ def test_a_broken_base_fails_with_the_log_tail(tmp_path, tiny_qwen):
 
 def test_calibration_shorter_than_seqlen_fails_naming_the_file_and_the_field(tmp_path, tiny_qwen):
     # AutoRound drops samples under seqlen tokens; with none left its words ("no data has been cached") say neither
-    recipe = Recipe(name="r", scheme="W4A16", preset="light", iters=2, nsamples=2, seqlen=4096, batch_size=1,
-                    group_size=32).resolved()  # fmt: skip
+    recipe = Recipe(
+        name="r", scheme="W4A16", preset="light", iters=2, nsamples=2, seqlen=4096, batch_size=1, group_size=32
+    ).resolved()
     with pytest.raises(ChildFailed) as info:
-        quantize(base=tiny_qwen, output=tmp_path / "out", recipe=recipe, calibration=str(CALIB), device="cpu",
-                 workdir=tmp_path / "work", on_log=lambda s: None)  # fmt: skip
+        quantize(
+            base=tiny_qwen,
+            output=tmp_path / "out",
+            recipe=recipe,
+            calibration=str(CALIB),
+            device="cpu",
+            workdir=tmp_path / "work",
+            on_log=lambda s: None,
+        )
     message = str(info.value)
     assert f"calibration {CALIB}: none of its" in message and "seqlen=4096" in message, message
     longest = int(message.split("the longest has ")[1].split(")")[0])
@@ -154,8 +190,10 @@ def test_kill_9_of_the_step_leaves_no_orphan_and_no_complete_looking_output(tiny
     out = tmp_path / "out"
     parent = subprocess.Popen(
         [sys.executable, "-c", DRIVER, str(tiny_qwen), str(out), str(CALIB)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     worker = None
     assert parent.stdout is not None
     for line in parent.stdout:  # wait until AutoRound is really tuning

@@ -79,8 +79,18 @@ def test_pep440_order_of_nightlies():
     def b(v: str) -> Build:
         return Build(v, f"vllm-{v}-py3-none-any.whl", f"https://x/vllm-{v}-py3-none-any.whl")
 
-    order = ["0.11.0", "0.11.0.post1", "0.11.1rc1.dev5+gabc", "0.11.1rc1.dev7", "0.11.1rc1.dev7+gdef",
-             "0.11.1rc1", "0.11.1rc2.dev99+gfff", "0.11.1rc2.dev123+g1a2b3c4d5", "0.11.1rc2", "0.11.1"]  # fmt: skip
+    order = [
+        "0.11.0",
+        "0.11.0.post1",
+        "0.11.1rc1.dev5+gabc",
+        "0.11.1rc1.dev7",
+        "0.11.1rc1.dev7+gdef",
+        "0.11.1rc1",
+        "0.11.1rc2.dev99+gfff",
+        "0.11.1rc2.dev123+g1a2b3c4d5",
+        "0.11.1rc2",
+        "0.11.1",
+    ]
     for i in range(1, len(order) + 1):
         assert newest([b(v) for v in reversed(order[:i])]).version == order[i - 1]
 
@@ -155,8 +165,9 @@ def test_malformed_pages_and_http_errors(index, tmp_path):
     root = tmp_path / "hand"
     (root / PROJECT).mkdir(parents=True)
     page = root / PROJECT / "index.html"
-    page.write_text('<a href="vllm_nightly_probe-not.a.version-py3-none-any.whl">x</a>'
-                    '<a href="vllm_nightly_probe-x-y.tar.gz">y</a>')  # fmt: skip
+    page.write_text(
+        '<a href="vllm_nightly_probe-not.a.version-py3-none-any.whl">x</a><a href="vllm_nightly_probe-x-y.tar.gz">y</a>'
+    )
     with pytest.raises(IndexUnavailable) as err:
         list_builds(root.as_uri(), PROJECT)
     assert err.value.kind == "malformed" and "none of the 2 file names" in str(err.value)

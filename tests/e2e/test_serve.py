@@ -120,8 +120,9 @@ def test_kill_9_of_the_step_leaves_no_vllm_process(smollm2, tmp_path):
     base, _ = smollm2
     step = subprocess.Popen(
         [sys.executable, "-c", DRIVER, str(base), str(tmp_path / "srv.log"), str(tmp_path / "cache")],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert step.stdout is not None
     line = step.stdout.readline().split()
     assert line and line[0] == "healthy", (tmp_path / "srv.log").read_text()[-3000:]
@@ -148,7 +149,8 @@ def test_a_checkpoint_that_stops_loading_fails_server_started_naming_the_build_t
     save_file(tensors, str(bad / "model.safetensors"), metadata={"format": "pt"})
     catalog = tmp_path / "assets"
     catalog.mkdir()
-    (catalog / "c.yaml").write_text(textwrap.dedent(f"""
+    (catalog / "c.yaml").write_text(
+        textwrap.dedent(f"""
         models:
           - name: m
             source: {{path: {bad}}}
@@ -160,7 +162,8 @@ def test_a_checkpoint_that_stops_loading_fails_server_started_naming_the_build_t
           - name: s
             models: [m]
             benchmarks: [b]
-        """))  # fmt: skip
+        """)
+    )
     home = tmp_path / "home"
     edir = home / "artifacts" / "endpoint" / "m" / "base"
     edir.mkdir(parents=True)

@@ -181,13 +181,15 @@ class Browser:
 
     def scroll_to(self, text: str) -> bool:
         """Scroll the element showing exactly `text` to the middle of the viewport; True when it is then inside it."""
-        return bool(self.cdp.evaluate(
-            "(() => { const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); let n;"
-            f" while ((n = w.nextNode())) {{ if (n.textContent.trim() === {json.dumps(text)}) break; }}"
-            " if (!n) return false; const e = n.parentElement; e.scrollIntoView({block: 'center'});"
-            " const r = e.getBoundingClientRect();"
-            " return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight; })()"
-        ))  # fmt: skip
+        return bool(
+            self.cdp.evaluate(
+                "(() => { const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); let n;"
+                f" while ((n = w.nextNode())) {{ if (n.textContent.trim() === {json.dumps(text)}) break; }}"
+                " if (!n) return false; const e = n.parentElement; e.scrollIntoView({block: 'center'});"
+                " const r = e.getBoundingClientRect();"
+                " return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight; })()"
+            )
+        )
 
     def click_button(self, label: str) -> bool:
         """Click the visible button labelled `label` with real mouse events; False when there is none."""
@@ -222,9 +224,17 @@ def start_chromium(binary: str, profile: Path) -> tuple[subprocess.Popen, Cdp]:
     profile.mkdir(parents=True, exist_ok=True)
     with open(profile.parent / "chromium.log", "wb") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}", "about:blank"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}",
+                "about:blank",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
@@ -348,8 +358,11 @@ def test_global_lineage_shows_the_upstream_chain(ui: Browser, demo):
     # node labels are the keys' last parts: checkpoint smollm2-135m -> quantized w4a16-rtn-g32 -> endpoints base and
     # w4a16-rtn-g32 -> benchmark arithmetic; the selection holds exactly the chain that `quant-dag lineage` lists
     labels = ["smollm2-135m", "w4a16-rtn-g32", "base", "arithmetic"]
-    text = ui.open(global_lineage_path(VARIANT_BENCHMARK, chain_groups), [*chain_groups, *labels, f"Materialize all ({materializable})"],
-                   "global-lineage-upstream")  # fmt: skip
+    text = ui.open(
+        global_lineage_path(VARIANT_BENCHMARK, chain_groups),
+        [*chain_groups, *labels, f"Materialize all ({materializable})"],
+        "global-lineage-upstream",
+    )
     shoot(ui, "global-lineage-upstream.png")
     assert "basic-mc" not in text and "w8a16-rtn-g64" not in text and "summaries" not in text  # nothing outside it
 

@@ -17,10 +17,16 @@ def make_plan(n: int, repeats: int = 2, temperature: float = 0.7, modes: tuple[b
     ]
     generation = {"temperature": temperature, "top_p": 0.95, "top_k": 20, "max_tokens": 64}
     return SuitePlan(
-        benchmark="toy", task="arithmetic", samples=samples, dataset_revision="toy-v1",
-        definition={"task": "arithmetic", "generation": generation}, generation=generation,
-        thinking=modes, repeats=repeats, seed=7,
-    )  # fmt: skip
+        benchmark="toy",
+        task="arithmetic",
+        samples=samples,
+        dataset_revision="toy-v1",
+        definition={"task": "arithmetic", "generation": generation},
+        generation=generation,
+        thinking=modes,
+        repeats=repeats,
+        seed=7,
+    )
 
 
 PROV = Provenance(model="m", variant="v", checkpoint_id="recipe:abc", vllm_version="0.0-test", run_id="r1")

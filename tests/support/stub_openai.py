@@ -64,9 +64,11 @@ class Stub:
         if think:
             message[self.reasoning_field] = reasoning
         body = {
-            "id": "x", "object": "chat.completion", "model": payload["model"],
+            "id": "x",
+            "object": "chat.completion",
+            "model": payload["model"],
             "choices": [{"index": 0, "message": message, "finish_reason": "length" if "LONG" in prompt else "stop"}],
-        }  # fmt: skip
+        }
         if self.usage:
             words = len(content.split()) + (len(reasoning.split()) if think else 0)
             body["usage"] = {"prompt_tokens": len(prompt.split()), "completion_tokens": words, "total_tokens": 0}

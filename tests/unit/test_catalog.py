@@ -211,7 +211,10 @@ def test_dagster_load_error_names_the_field(tmp_path):
     env = {**os.environ, "QUANT_DAG_CATALOG": str(bad), "DAGSTER_HOME": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "quant_dag.definitions"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "cat/demo.yaml: recipe 'w8a16-rtn-g64': scheme 'W9A16' is not one of" in proc.stdout + proc.stderr

@@ -64,15 +64,22 @@ def official_mmlu_pro_prompt(test: dict, validation: list[dict]) -> str:
     def example(question, options, cot=""):
         cot = cot or "Let's think step by step."
         cot = cot[3:] if cot.startswith("A: ") else cot
-        return f"Question: {question}\nOptions: " + "".join(f"{'ABCDEFGHIJ'[i]}. {o}\n" for i, o in enumerate(options)) \
-            + "Answer: " + cot + "\n\n"  # fmt: skip
+        return (
+            f"Question: {question}\nOptions: "
+            + "".join(f"{'ABCDEFGHIJ'[i]}. {o}\n" for i, o in enumerate(options))
+            + "Answer: "
+            + cot
+            + "\n\n"
+        )
 
     def kept(options):
         return [o for o in options if o != "N/A"]
 
     category = test["category"]
-    prompt = (f"The following are multiple choice questions (with answers) about {category}. Think step by step and "
-              'then output the answer in the format of "The answer is (X)" at the end.\n\n')  # fmt: skip
+    prompt = (
+        f"The following are multiple choice questions (with answers) about {category}. Think step by step and "
+        'then output the answer in the format of "The answer is (X)" at the end.\n\n'
+    )
     for v in [v for v in validation if v["category"] == category][:5]:
         prompt += example(v["question"], kept(v["options"]), v["cot_content"])
     return prompt + example(test["question"], kept(test["options"]))
@@ -234,8 +241,11 @@ def test_livecodebench_tests_decoded_and_prompts(tmp_path):
     assert len(ref["tests"]) == 3
     assert stdin.kind == "code" and stdin.id == "abc300_a"
     assert stdin.meta == {
-        "platform": "atcoder", "difficulty": "easy", "contest_date": "2023-04-29", "contest_id": "abc300"
-    }  # fmt: skip
+        "platform": "atcoder",
+        "difficulty": "easy",
+        "contest_date": "2023-04-29",
+        "contest_id": "abc300",
+    }
     assert stdin.prompt.startswith("You will be given a question (problem specification) and will generate a correct")
     assert "Read the inputs from stdin solve the problem" in stdin.prompt
     assert "```python\n# YOUR CODE HERE\n```" in stdin.prompt
@@ -337,9 +347,11 @@ def test_basic_mc_deterministic_and_correct():
     assert rev == "basic_mc-gen-v1:1:30"
     assert [(s.prompt, s.reference) for s in a] == [(s.prompt, s.reference) for s in b]
     assert [s.prompt for s in a] != [s.prompt for s in c]
-    words = {"color": {"red", "blue", "green", "yellow", "purple", "pink", "brown", "black"},
-             "animal": {"dog", "cat", "horse", "cow", "lion", "rabbit", "sheep", "duck"},
-             "fruit": {"apple", "banana", "grape", "pear", "mango", "lemon", "strawberry", "watermelon"}}  # fmt: skip
+    words = {
+        "color": {"red", "blue", "green", "yellow", "purple", "pink", "brown", "black"},
+        "animal": {"dog", "cat", "horse", "cow", "lion", "rabbit", "sheep", "duck"},
+        "fruit": {"apple", "banana", "grape", "pear", "mango", "lemon", "strawberry", "watermelon"},
+    }
     for s in a:
         assert s.kind == "choice" and len(s.choices) == 4 and len(set(s.choices)) == 4
         answer = s.choices["ABCD".index(s.reference)]
@@ -393,11 +405,17 @@ MMLU_PRO_CATEGORIES = {
 
 def mmlu_pro_rows(order: list[str]) -> list[dict]:
     return [
-        {"question_id": f"{category}-{k}", "question": f"{category} question {k}?", "options": ["x", "y", "z", "w"],
-         "answer": "B", "answer_index": 1, "category": category}
+        {
+            "question_id": f"{category}-{k}",
+            "question": f"{category} question {k}?",
+            "options": ["x", "y", "z", "w"],
+            "answer": "B",
+            "answer_index": 1,
+            "category": category,
+        }
         for category in order
         for k in range(MMLU_PRO_CATEGORIES[category])
-    ]  # fmt: skip
+    ]
 
 
 def test_mmlu_pro_limit_is_a_stratified_subset_of_every_category(tmp_path):
@@ -491,9 +509,10 @@ def test_file_formats_agree(tmp_path):
         ], path
         assert revision.startswith("sha256:")
     pl.DataFrame(rows("mmlu_pro.jsonl")).write_parquet(tmp_path / "mmlu.parquet")  # list column from parquet
-    assert [s.reference for s in load_samples("mmlu_pro", DatasetSpec(path=str(tmp_path / "mmlu.parquet")), options=ZERO_SHOT)[0]] == [
-        "I", "F", "B", "B", "D"
-    ]  # fmt: skip
+    assert [
+        s.reference
+        for s in load_samples("mmlu_pro", DatasetSpec(path=str(tmp_path / "mmlu.parquet")), options=ZERO_SHOT)[0]
+    ] == ["I", "F", "B", "B", "D"]
 
 
 def test_revision_is_file_hash(tmp_path):

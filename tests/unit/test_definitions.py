@@ -65,7 +65,10 @@ def test_demo_study_keys_groups_and_kinds():
     # every base and variant is served; a variant's endpoint compares against its base's
     ep = s["endpoint/tiny-qwen3.5/w4a16-rtn-g32"]
     assert {d.asset_key.to_user_string() for d in ep.deps} == {
-        "quantized/tiny-qwen3.5/w4a16-rtn-g32", "endpoint/tiny-qwen3.5/base", "vllm/runtime"}  # fmt: skip
+        "quantized/tiny-qwen3.5/w4a16-rtn-g32",
+        "endpoint/tiny-qwen3.5/base",
+        "vllm/runtime",
+    }
     assert {d.asset_key.to_user_string() for d in s["endpoint/smollm2-135m/base"].deps} == {
         "checkpoint/smollm2-135m",
         "vllm/runtime",
@@ -164,8 +167,12 @@ def test_dagster_definitions_validate(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -208,8 +215,14 @@ def test_automation_sensor_runs_by_default_and_the_nightly_schedule_waits_to_be_
 def test_the_readme_command_turns_the_nightly_schedule_on(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "QUANT_DAG_HOME": str(tmp_path / "home")}
     dagster = [str(Path(sys.executable).parent / "dagster"), "schedule"]
-    run = lambda *args: subprocess.run([*dagster, *args, "-m", "quant_dag.definitions"], cwd=REPO, env=env,  # noqa: E731
-                                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    run = lambda *args: subprocess.run(
+        [*dagster, *args, "-m", "quant_dag.definitions"],
+        cwd=REPO,
+        env=env,  # noqa: E731
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     started = run("start", "observe_vllm_runtime_schedule")
     assert started.returncode == 0, started.stdout + started.stderr
     listed = run("list")

@@ -29,8 +29,21 @@ def run(stub: Stub, plan: SuitePlan, journal: Path, **kw):
     return evaluate(Endpoint(stub.base_url, "k", "model"), plan, PROV, journal, **kw)
 
 
-STABLE = ("key", "mode", "sample_id", "repeat", "seed", "content", "reasoning", "finish_reason", "score", "extracted",
-          "completion_tokens", "reasoning_tokens", "error")  # fmt: skip
+STABLE = (
+    "key",
+    "mode",
+    "sample_id",
+    "repeat",
+    "seed",
+    "content",
+    "reasoning",
+    "finish_reason",
+    "score",
+    "extracted",
+    "completion_tokens",
+    "reasoning_tokens",
+    "error",
+)
 
 
 def stable(records: list[dict]) -> list[tuple]:
@@ -134,8 +147,10 @@ def test_slow_scoring_never_stalls_request_dispatch(tmp_path, monkeypatch):
     from quant_dag.evaluate.types import Scored
 
     n = 12
-    samples = [Sample(id=f"c{i}", prompt=f"pick {i}", reference="A", kind="choice", choices=("w", "x", "y", "z"))
-               for i in range(n)]  # fmt: skip
+    samples = [
+        Sample(id=f"c{i}", prompt=f"pick {i}", reference="A", kind="choice", choices=("w", "x", "y", "z"))
+        for i in range(n)
+    ]
     plan = dataclasses.replace(make_plan(1, repeats=1, modes=(False,)), task="basic_mc", samples=samples)
     with Stub() as stub:
 
@@ -193,8 +208,12 @@ def test_changed_parameters_never_reuse_old_samples(tmp_path):
 
 def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path):
     n = 30  # 30 samples x 2 modes x 2 repeats = 120 requests, 0.05 s each at concurrency 4: ~1.5 s uninterrupted
-    proc_stub = subprocess.Popen([sys.executable, "-m", "tests.support.stub_openai", "--delay", "0.05"], cwd=REPO,
-                                 stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc_stub = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.stub_openai", "--delay", "0.05"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc_stub.stdout.readline().strip()
         journal = tmp_path / "killed.jsonl"
@@ -212,8 +231,13 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path):
         assert 40 <= before < 120, before
         with open(journal, "ab") as fh:  # a kill mid-write leaves a torn line: it must not break the resume
             fh.write(b'{"key": "torn')
-        resumed = subprocess.run([sys.executable, "-m", "tests.support.evalchild", str(journal), url, str(n)], cwd=REPO,
-                                 capture_output=True, text=True, check=True)  # fmt: skip
+        resumed = subprocess.run(
+            [sys.executable, "-m", "tests.support.evalchild", str(journal), url, str(n)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert f"sent={120 - before} reused={before} records=120" in resumed.stdout
         clean = tmp_path / "clean.jsonl"
         subprocess.run(

@@ -164,8 +164,14 @@ def test_auto_tensor_parallel_picks_the_fewest_gpus_that_fit():
     with pytest.raises(ValueError, match="do not fit 8 GPU"):
         auto_tensor_parallel(740 * gib, 40 * gib, h100)
     # Qwen3.5-9B-like: only the full-attention layers (1 in 4) hold a KV cache
-    cfg = {"num_hidden_layers": 32, "layer_types": ["linear_attention"] * 3 * 8 + ["full_attention"] * 8,
-           "num_key_value_heads": 4, "head_dim": 256, "hidden_size": 4096, "num_attention_heads": 16}  # fmt: skip
+    cfg = {
+        "num_hidden_layers": 32,
+        "layer_types": ["linear_attention"] * 3 * 8 + ["full_attention"] * 8,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "hidden_size": 4096,
+        "num_attention_heads": 16,
+    }
     assert kv_cache_bytes(cfg, 32768) == 2 * 8 * 4 * 256 * 32768 * 2
 
 

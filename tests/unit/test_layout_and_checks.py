@@ -79,12 +79,17 @@ def test_fused_experts_are_quantizable_linears_in_the_size_prediction(tmp_path):
     them back one Linear per expert. The prediction must count the fused tensors as weights the scheme packs."""
     experts, hidden, inter = 4, 128, 64
     moe = "model.layers.0.mlp.experts"
-    base = {**base_tensors(), f"{moe}.gate_up_proj": ("BF16", (experts, 2 * inter, hidden)),
-            f"{moe}.down_proj": ("BF16", (experts, hidden, inter))}  # fmt: skip
+    base = {
+        **base_tensors(),
+        f"{moe}.gate_up_proj": ("BF16", (experts, 2 * inter, hidden)),
+        f"{moe}.down_proj": ("BF16", (experts, hidden, inter)),
+    }
     base_layout = read_layout(write_checkpoint(tmp_path / "base", base, None))
     fused = [lin for lin in base_layout.linears if lin.family == "experts"]
     assert {(lin.name, lin.in_features, lin.out_features) for lin in fused} == {
-        (f"{moe}.gate_up_proj", hidden, 2 * inter), (f"{moe}.down_proj", inter, hidden)}  # fmt: skip
+        (f"{moe}.gate_up_proj", hidden, 2 * inter),
+        (f"{moe}.down_proj", inter, hidden),
+    }
     quant = quantized_tensors(gptq_tensors)
     for e in range(experts):
         for proj, (i, o) in {

@@ -140,8 +140,11 @@ def test_score_livecodebench_stdin():
     assert wrong.score == 0.0 and wrong.detail.startswith("test 1/2 (stdin) wrong answer"), wrong
     crash = score_livecodebench("```python\nraise ValueError('boom')\n```", tests, None)
     assert crash.score == 0.0 and "ValueError: boom" in crash.detail
-    spaced = score_livecodebench("```python\nprint(' '.join(input().split()[::-1]))\n```",
-                                 [{"input": "1 2", "output": "2  1", "testtype": "stdin"}], None)  # fmt: skip
+    spaced = score_livecodebench(
+        "```python\nprint(' '.join(input().split()[::-1]))\n```",
+        [{"input": "1 2", "output": "2  1", "testtype": "stdin"}],
+        None,
+    )
     assert spaced.score == 1.0  # LiveCodeBench compares a line's tokens, so "2 1" matches "2  1"
     assert score_livecodebench("no code here", tests, None).detail == "no code found"
 

@@ -129,8 +129,13 @@ def test_subprocess_bomb_is_contained():
 @needs_sandbox
 def test_writes_outside_its_tmp_do_not_reach_the_host(tmp_path):
     marker = f"escape-{secrets.token_hex(6)}"
-    targets = [REPO / f"SANDBOX_ESCAPE_{marker}", Path("/tmp") / marker, Path.cwd() / marker, tmp_path / marker,
-               Path(os.path.expanduser("~")) / marker]  # fmt: skip
+    targets = [
+        REPO / f"SANDBOX_ESCAPE_{marker}",
+        Path("/tmp") / marker,
+        Path.cwd() / marker,
+        tmp_path / marker,
+        Path(os.path.expanduser("~")) / marker,
+    ]
     program = (
         "import sys\n"
         f"for path in {[str(t) for t in targets]!r}:\n"
@@ -245,8 +250,13 @@ def test_environment_secrets_do_not_leak(monkeypatch):
 
 @needs_sandbox
 def test_project_files_are_not_visible():
-    paths = [REPO / "pyproject.toml", THIS_FILE, REPO / ".venv" / "pyvenv.cfg", Path("/etc/passwd"),
-             Path(os.path.expanduser("~"))]  # fmt: skip
+    paths = [
+        REPO / "pyproject.toml",
+        THIS_FILE,
+        REPO / ".venv" / "pyvenv.cfg",
+        Path("/etc/passwd"),
+        Path(os.path.expanduser("~")),
+    ]
     program = (
         "import os\n"
         "print(sorted(os.listdir('/')))\n"
@@ -274,8 +284,10 @@ def test_memory_limit():
 
 @needs_sandbox
 def test_output_flood_is_capped():
-    res = run_python("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
-                     limits=Limits(wall_s=10, max_output_bytes=100_000))  # fmt: skip
+    res = run_python(
+        "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
+        limits=Limits(wall_s=10, max_output_bytes=100_000),
+    )
     assert res.output_truncated and not res.ok and not res.timed_out
     assert 0 < len(res.stdout) <= 100_000
 

@@ -127,10 +127,24 @@ def test_paired_bootstrap() -> None:
         paired_bootstrap([1], [1, 0])
 
 
-def rec(sample_id: str, repeat: int, score: float | None, finish: str | None, ct: int | None, rt: int | None,
-        error: str | None = None) -> dict:  # fmt: skip
-    return dict(sample_id=sample_id, repeat=repeat, score=score, finish_reason=finish, completion_tokens=ct,
-                reasoning_tokens=rt, error=error)  # fmt: skip
+def rec(
+    sample_id: str,
+    repeat: int,
+    score: float | None,
+    finish: str | None,
+    ct: int | None,
+    rt: int | None,
+    error: str | None = None,
+) -> dict:
+    return dict(
+        sample_id=sample_id,
+        repeat=repeat,
+        score=score,
+        finish_reason=finish,
+        completion_tokens=ct,
+        reasoning_tokens=rt,
+        error=error,
+    )
 
 
 RECORDS = [
@@ -176,8 +190,12 @@ def test_aggregate_by_hand() -> None:
 
 def test_aggregate_uneven_repeats_and_single_repeat() -> None:
     # sA has 1 repeat (right), sB has 3 (one right): accuracy = mean(1, 1/3) = 2/3
-    recs = [rec("sA", 0, 1.0, "stop", 10, 5), rec("sB", 0, 0.0, "stop", 10, 5),
-            rec("sB", 1, 1.0, "stop", 10, 5), rec("sB", 2, 0.0, "stop", 10, 5)]  # fmt: skip
+    recs = [
+        rec("sA", 0, 1.0, "stop", 10, 5),
+        rec("sB", 0, 0.0, "stop", 10, 5),
+        rec("sB", 1, 1.0, "stop", 10, 5),
+        rec("sB", 2, 0.0, "stop", 10, 5),
+    ]
     a = aggregate(recs)
     assert a["accuracy"] == pytest.approx(2 / 3) and a["ci_method"] == "normal"
     # pass@1 = mean(1/1, 1/3) = 2/3; pass@2 only sB: 1 - C(2,2)/C(3,2) = 2/3; pass@3 only sB: n-c = 2 < 3 -> 1

@@ -39,42 +39,87 @@ PAIRS = [("m", "base"), ("m", "q4"), ("m", "q8"), ("m", "q2"), ("m", "q3"), ("n"
 # ---------------------------------------------------------------------------------------------------- fixture
 
 
-def _rec(model: str, variant: str, suite: str, mode: str, sid: str, rep: int, score: float | None, *,
-         finish: str = "stop", reasoning: int = 0, completion: int = 10, error: str | None = None) -> dict:  # fmt: skip
+def _rec(
+    model: str,
+    variant: str,
+    suite: str,
+    mode: str,
+    sid: str,
+    rep: int,
+    score: float | None,
+    *,
+    finish: str = "stop",
+    reasoning: int = 0,
+    completion: int = 10,
+    error: str | None = None,
+) -> dict:
     return {
-        "key": f"{model}/{variant}/{suite}/{mode}/{sid}/{rep}", "model": model, "variant": variant,
-        "benchmark": suite, "task": suite, "mode": mode, "sample_id": sid, "repeat": rep, "seed": rep,
-        "params": "{}", "content": "answer", "finish_reason": finish, "completion_tokens": completion,
-        "reasoning_tokens": reasoning, "score": None if error else score, "error": error,
-        "checkpoint_id": f"ckpt:{model}:{variant}", "vllm_version": "0.0-test", "dataset_revision": f"{suite}-rev1",
+        "key": f"{model}/{variant}/{suite}/{mode}/{sid}/{rep}",
+        "model": model,
+        "variant": variant,
+        "benchmark": suite,
+        "task": suite,
+        "mode": mode,
+        "sample_id": sid,
+        "repeat": rep,
+        "seed": rep,
+        "params": "{}",
+        "content": "answer",
+        "finish_reason": finish,
+        "completion_tokens": completion,
+        "reasoning_tokens": reasoning,
+        "score": None if error else score,
+        "error": error,
+        "checkpoint_id": f"ckpt:{model}:{variant}",
+        "vllm_version": "0.0-test",
+        "dataset_revision": f"{suite}-rev1",
         "run_id": "run-1",
-    }  # fmt: skip
+    }
 
 
 def _outcomes(model: str, variant: str) -> dict[str, list[dict]]:
     """Per-suite records of one variant. q8 is the base exactly (identical outcomes); q2 is q4 on arith, base on mc."""
     if variant in ("q8", "q2"):
         src = {"q8": {"arith": "base", "mc": "base", "code": "base"}, "q2": {"arith": "q4", "mc": "base"}}[variant]
-        return {s: [r | {"variant": variant, "key": r["key"] + variant} for r in _outcomes(model, v)[s]]
-                for s, v in src.items()}  # fmt: skip
+        return {
+            s: [r | {"variant": variant, "key": r["key"] + variant} for r in _outcomes(model, v)[s]]
+            for s, v in src.items()
+        }
     q4 = variant == "q4"
     arith = []
     for i in range(10):
         # thinking: base right on a0..a7 (0.8); q4 right on a0..a5 (0.6), a6 and a7 cut off at max_tokens
         right = i < (6 if q4 else 8)
-        arith.append(_rec(model, variant, "arith", "thinking", f"a{i}", 0, float(right),
-                          finish="length" if q4 and i in (6, 7) else "stop",
-                          reasoning=150 if q4 else 100, completion=170 if q4 else 120))  # fmt: skip
+        arith.append(
+            _rec(
+                model,
+                variant,
+                "arith",
+                "thinking",
+                f"a{i}",
+                0,
+                float(right),
+                finish="length" if q4 and i in (6, 7) else "stop",
+                reasoning=150 if q4 else 100,
+                completion=170 if q4 else 120,
+            )
+        )
         # non-thinking: both right on a0..a4 (0.5)
         arith.append(_rec(model, variant, "arith", "non-thinking", f"a{i}", 0, float(i < 5), completion=20))
     # mc: base right on c8, c9 only (0.2); q4 right everywhere (1.0): b = 0, c = 8
     mc = [_rec(model, variant, "mc", "default", f"c{i}", 0, float(q4 or i >= 8)) for i in range(10)]
     # code, 3 repeats: base p0 [1,0,0] p1 [1,1,1] p2 [0,0,0] p3 [0,1,0];
     # q4 p0 [1,1,1] p1 [1, error] p2 [0,0,0] p3 [0,0,0] p4 [1,1,1] (p4 only in q4)
-    grid = ({"p0": [1, 1, 1], "p1": [1, None], "p2": [0, 0, 0], "p3": [0, 0, 0], "p4": [1, 1, 1]} if q4 else
-            {"p0": [1, 0, 0], "p1": [1, 1, 1], "p2": [0, 0, 0], "p3": [0, 1, 0]})  # fmt: skip
-    code = [_rec(model, variant, "code", "default", sid, rep, s, error="timeout" if s is None else None)
-            for sid, scores in grid.items() for rep, s in enumerate(scores)]  # fmt: skip
+    grid = (
+        {"p0": [1, 1, 1], "p1": [1, None], "p2": [0, 0, 0], "p3": [0, 0, 0], "p4": [1, 1, 1]}
+        if q4
+        else {"p0": [1, 0, 0], "p1": [1, 1, 1], "p2": [0, 0, 0], "p3": [0, 1, 0]}
+    )
+    code = [
+        _rec(model, variant, "code", "default", sid, rep, s, error="timeout" if s is None else None)
+        for sid, scores in grid.items()
+        for rep, s in enumerate(scores)
+    ]
     return {"arith": arith, "mc": mc, "code": code}
 
 
@@ -85,21 +130,49 @@ def _write_suite(home: Path, model: str, variant: str, suite: str, records: list
     modes = list(dict.fromkeys(r["mode"] for r in records))
     aggs = [{"mode": m, **aggregate([r for r in records if r["mode"] == m])} for m in modes]
     summary = {
-        "benchmark": suite, "task": suite, "model": model, "variant": variant, "dataset_revision": f"{suite}-rev1",
-        "checkpoint_id": f"ckpt:{model}:{variant}", "vllm_version": "0.0-test", "run_id": "run-1", "evaluated": True,
-        "modes": modes, "mode_notes": [], "planned": len(records), "sent": len(records), "reused": 0,
-        "errors": sum(a["errors"] for a in aggs), "aggregates": aggs, "wall_s": 1.0, "concurrency": 4,
-        "records": str(folder / "records.parquet"), "aggregates_file": "", "journal": "",
-    }  # fmt: skip
+        "benchmark": suite,
+        "task": suite,
+        "model": model,
+        "variant": variant,
+        "dataset_revision": f"{suite}-rev1",
+        "checkpoint_id": f"ckpt:{model}:{variant}",
+        "vllm_version": "0.0-test",
+        "run_id": "run-1",
+        "evaluated": True,
+        "modes": modes,
+        "mode_notes": [],
+        "planned": len(records),
+        "sent": len(records),
+        "reused": 0,
+        "errors": sum(a["errors"] for a in aggs),
+        "aggregates": aggs,
+        "wall_s": 1.0,
+        "concurrency": 4,
+        "records": str(folder / "records.parquet"),
+        "aggregates_file": "",
+        "journal": "",
+    }
     (folder / "summary.json").write_text(json.dumps(summary))  # pass_at_k's int keys become "1", "2", ...
 
 
 def _write_not_evaluated(home: Path, model: str, variant: str, suite: str, reason: str) -> None:
     folder = home / "artifacts" / "benchmark" / model / variant / suite
     folder.mkdir(parents=True, exist_ok=True)
-    summary = {"benchmark": suite, "task": suite, "model": model, "variant": variant, "evaluated": False,
-               "reason": reason, "modes": [], "aggregates": [], "planned": 0, "dataset_revision": f"{suite}-rev1",
-               "checkpoint_id": f"ckpt:{model}:{variant}", "vllm_version": "", "run_id": "run-1"}  # fmt: skip
+    summary = {
+        "benchmark": suite,
+        "task": suite,
+        "model": model,
+        "variant": variant,
+        "evaluated": False,
+        "reason": reason,
+        "modes": [],
+        "aggregates": [],
+        "planned": 0,
+        "dataset_revision": f"{suite}-rev1",
+        "checkpoint_id": f"ckpt:{model}:{variant}",
+        "vllm_version": "",
+        "run_id": "run-1",
+    }
     (folder / "summary.json").write_text(json.dumps(summary))
 
 
@@ -113,7 +186,7 @@ def _write_layout(path: Path, rows: list[tuple[str, int, int, int]]) -> None:
             "params": [r[1] // 2 for r in rows],
             "linear": [r[2] for r in rows],
             "linear_16bit": [r[3] for r in rows],
-        }  # fmt: skip
+        }
     ).write_parquet(path)
 
 
@@ -123,8 +196,12 @@ def _write_endpoint(home: Path, model: str, variant: str, **fields: object) -> N
     (folder / "endpoint.json").write_text(json.dumps({"startup": {}, "vllm_version": "0.0-test", **fields}))
 
 
-BASE_LAYOUT = [("embeddings", 2000, 0, 0), ("self_attn", 4000, 8, 8), ("linear_attn", 4000, 6, 6),
-               ("mlp", 10000, 12, 12)]  # fmt: skip
+BASE_LAYOUT = [
+    ("embeddings", 2000, 0, 0),
+    ("self_attn", 4000, 8, 8),
+    ("linear_attn", 4000, 6, 6),
+    ("mlp", 10000, 12, 12),
+]
 # q4: self_attn quantized, linear_attn kept 16-bit (linear == linear_16bit), mlp partly (4 of 12): 10000 bytes
 Q4_LAYOUT = [("embeddings", 2000, 0, 0), ("self_attn", 1000, 8, 0), ("linear_attn", 4000, 6, 6), ("mlp", 3000, 12, 4)]
 
@@ -142,8 +219,12 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _write_suite(home, "n", variant, "arith", _outcomes("n", variant)["arith"])
     _write_layout(art / "checkpoint" / "m" / "layout_families.parquet", BASE_LAYOUT)
     _write_layout(art / "quantized" / "m" / "q4" / "layout_families.parquet", Q4_LAYOUT)
-    q8_layout = [("embeddings", 2000, 0, 0), ("self_attn", 2000, 8, 0), ("linear_attn", 2000, 6, 0),
-                 ("mlp", 5000, 12, 0)]  # fmt: skip
+    q8_layout = [
+        ("embeddings", 2000, 0, 0),
+        ("self_attn", 2000, 8, 0),
+        ("linear_attn", 2000, 6, 0),
+        ("mlp", 5000, 12, 0),
+    ]
     _write_layout(art / "quantized" / "m" / "q8" / "layout_families.parquet", q8_layout)
     _write_layout(art / "quantized" / "m" / "q3" / "layout_families.parquet", Q4_LAYOUT[:2])  # q2: no layout at all
     double = [(f, b * 2, lin, l16) for f, b, lin, l16 in BASE_LAYOUT]  # model n: twice the size
@@ -153,8 +234,17 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [(f, b * 2, lin, l16) for f, b, lin, l16 in Q4_LAYOUT],
     )
     _write_endpoint(home, "m", "base", servable=True, reason="serves", perplexity=10.0)
-    _write_endpoint(home, "m", "q4", servable=True, reason="serves", perplexity=12.0, kl_vs_base=0.05,
-                    ppl_ratio_vs_base=1.2, startup={"weights_gib": 0.5})  # fmt: skip
+    _write_endpoint(
+        home,
+        "m",
+        "q4",
+        servable=True,
+        reason="serves",
+        perplexity=12.0,
+        kl_vs_base=0.05,
+        ppl_ratio_vs_base=1.2,
+        startup={"weights_gib": 0.5},
+    )
     _write_endpoint(home, "m", "q3", servable=False, reason="no kernel for q3", perplexity=None)
     return home
 
@@ -170,8 +260,12 @@ def long(data) -> pl.DataFrame:
 
 
 def _metric(long: pl.DataFrame, variant: str, suite: str, mode: str | None, metric: str, model: str = "m") -> dict:
-    sel = long.filter((pl.col("model") == model) & (pl.col("variant") == variant) & (pl.col("benchmark") == suite)
-                      & (pl.col("metric") == metric))  # fmt: skip
+    sel = long.filter(
+        (pl.col("model") == model)
+        & (pl.col("variant") == variant)
+        & (pl.col("benchmark") == suite)
+        & (pl.col("metric") == metric)
+    )
     sel = sel.filter(pl.col("mode").is_null() if mode is None else pl.col("mode") == mode)
     assert sel.height == 1, sel
     return sel.row(0, named=True)
@@ -332,8 +426,11 @@ def test_paired_rows_explain_gaps(data) -> None:
 
 def test_compare_paired_is_seeded() -> None:
     def frame(scores: dict[str, list[float]]) -> pl.DataFrame:
-        rows = [{"sample_id": s, "repeat": i, "score": v, "error": None}
-                for s, vs in scores.items() for i, v in enumerate(vs)]  # fmt: skip
+        rows = [
+            {"sample_id": s, "repeat": i, "score": v, "error": None}
+            for s, vs in scores.items()
+            for i, v in enumerate(vs)
+        ]
         schema = {"sample_id": pl.String, "repeat": pl.Int64, "score": pl.Float64, "error": pl.String}
         return pl.DataFrame(rows, schema=schema)
 
@@ -348,8 +445,15 @@ def test_compare_paired_is_seeded() -> None:
 
 
 def test_pareto_front() -> None:
-    pts = [("a", 1.0, 0.5), ("b", 2.0, 0.7), ("c", 2.0, 0.6), ("d", 3.0, 0.7), ("e", 4.0, 0.9),
-           ("f", 0.5, 0.2), ("g", 4.0, 0.9)]  # fmt: skip
+    pts = [
+        ("a", 1.0, 0.5),
+        ("b", 2.0, 0.7),
+        ("c", 2.0, 0.6),
+        ("d", 3.0, 0.7),
+        ("e", 4.0, 0.9),
+        ("f", 0.5, 0.2),
+        ("g", 4.0, 0.9),
+    ]
     # c: b has the same memory and more accuracy; d: b is smaller and as accurate; e and g tie: both stay
     assert charts.pareto_front(pts) == ["f", "a", "b", "e", "g"]
     assert charts.pareto_front([]) == []
@@ -381,8 +485,10 @@ def test_charts_with_nothing_to_draw(home: Path, tmp_path: Path) -> None:
     assert charts.accuracy_bars(no_repeats, tmp_path) is not None
     ghost = load_study(home, [("ghost", "base"), ("ghost", "q4")], SUITES, "ghost")
     assert len(ghost.missing) == 6 and ghost.records.is_empty()
-    assert all(fn(ghost, tmp_path) is None for fn in
-               (charts.accuracy_bars, charts.cutoff_bars, charts.accuracy_vs_memory, charts.pass_at_k))  # fmt: skip
+    assert all(
+        fn(ghost, tmp_path) is None
+        for fn in (charts.accuracy_bars, charts.cutoff_bars, charts.accuracy_vs_memory, charts.pass_at_k)
+    )
     files = write_report(ghost, tmp_path / "ghost-report")
     assert "never materialized" in files["summary.md"].read_text()
     assert not any(name.endswith(".png") for name in files)
