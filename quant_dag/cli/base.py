@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from quant_dag.catalog.load import Catalog, load_catalog
+from quant_dag.catalog.load import Catalog, CatalogError, load_catalog
 from quant_dag.home import ProjectHome, catalog_dir, home_dir
 
 PROFILE_HELP = "resource profile in resources/ (default: local-cpu)"
@@ -47,9 +47,14 @@ def add_shared_options(
 
 
 def study_args(args: argparse.Namespace) -> tuple[ProjectHome, Catalog | None]:
-    """The project home and the catalog, or None (with the reason printed) when the study is not in it."""
+    """The project home and the catalog, or None (with the reason printed) when the catalog does not load or the
+    study is not in it."""
     home = ProjectHome(Path(args.home).resolve())
-    cat = load_catalog(args.catalog)
+    try:
+        cat = load_catalog(args.catalog)
+    except CatalogError as exc:  # names the file, entry and field: the message is the answer, not a traceback
+        print(exc, file=sys.stderr)
+        return home, None
     if args.study not in cat.studies:
         print(f"no study {args.study!r} in {cat.root} (known: {', '.join(cat.studies)})", file=sys.stderr)
         return home, None

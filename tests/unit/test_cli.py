@@ -43,3 +43,11 @@ def test_every_command_is_registered_once_and_shared_options_agree():
                 first = seen.setdefault(action.dest, (action.default, action.help))
                 assert (action.default, action.help) == first, (name, action.dest)
     assert set(seen) == {"catalog", "home"}
+
+
+def test_a_study_command_on_a_bad_catalog_names_the_problem_without_a_traceback(tmp_path):
+    for command in ("run", "report"):
+        out = run("-m", "quant_dag.cli", command, "demo", "--catalog", str(tmp_path / "missing"))
+        assert out.returncode == 2, out.stderr
+        assert f"{tmp_path / 'missing'}: catalog directory does not exist" in out.stderr
+        assert "Traceback" not in out.stderr
