@@ -15,6 +15,7 @@ from quant_dag.defs import automation, checkpoints, jobs, quantized, runtime, se
 from quant_dag.defs.resources import QuantDag
 from quant_dag.home import catalog_dir, home_dir
 from quant_dag.profiles import load_profile
+from quant_dag.serve.plan import DEVICE_FLAGS_VERSION
 from quant_dag.serve.server import ServeOptions
 
 
@@ -28,6 +29,8 @@ def build_definitions(
     serve_flags = ServeOptions.from_profile(resources.serve, home / "cache").flags()
     if not resources.serve.request_seed:  # changes the answers, so it belongs in the endpoints' code version
         serve_flags.append("(benchmark requests without per-request seeds)")
+    if resources.quantize.device != "cpu":  # the device's own flags, added per checkpoint when a step serves it
+        serve_flags.append(f"(device flags {DEVICE_FLAGS_VERSION})")
     stages = dg.Definitions.merge(
         checkpoints.definitions(cat),
         quantized.definitions(cat),

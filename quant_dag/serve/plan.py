@@ -94,6 +94,9 @@ def _gpu_servability(config: dict) -> Servability:
 
 
 GDN_PREFILL_FLAG = "--gdn-prefill-backend"
+# Bump when device_flags changes what it adds: it is part of every GPU endpoint's code version (the flags depend on
+# the checkpoint, unknown when the graph is built), so endpoints and benchmarks re-run with the new flags.
+DEVICE_FLAGS_VERSION = "1: Triton GDN prefill for linear attention on CUDA"
 
 
 def device_flags(device: str, config: dict, extra_args: Sequence[str] = ()) -> list[str]:

@@ -186,6 +186,20 @@ def test_serving_flags_are_the_endpoints_code_version():
     assert changed == {k for k in cpu if k.startswith(("endpoint/", "benchmark/"))}
 
 
+def test_a_change_of_the_device_flag_rules_reruns_gpu_endpoints_only(monkeypatch):
+    from quant_dag import definitions
+
+    def versions(profile: str) -> dict[str, str | None]:
+        defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"), profile=profile)
+        return {s.key.to_user_string(): s.code_version for s in defs.resolve_all_asset_specs()}
+
+    gpu, cpu = versions("gpu-node"), versions("local-cpu")
+    monkeypatch.setattr(definitions, "DEVICE_FLAGS_VERSION", "2: a new rule")
+    gpu2, cpu2 = versions("gpu-node"), versions("local-cpu")
+    assert cpu2 == cpu  # the CPU adds no device flags
+    assert {k for k in gpu if gpu[k] != gpu2[k]} == {k for k in gpu if k.startswith(("endpoint/", "benchmark/"))}
+
+
 def test_summary_depends_on_every_benchmark_of_its_study():
     s = specs()
     deps = {d.asset_key.to_user_string() for d in s["summary/demo"].deps}
