@@ -125,3 +125,17 @@ def lease(
         if time.monotonic() > deadline:
             raise NoGpuAvailable(f"no {count} free GPU(s) within {timeout_s:.0f} s (locks in {lock_dir})")
         time.sleep(poll_s)
+
+
+def assigned(count: int) -> Lease:
+    """The GPUs a cluster scheduler reserved for this process (Ray sets CUDA_VISIBLE_DEVICES to them): no file lock,
+    the scheduler already keeps other steps off them. Fails when it reserved fewer than `count`."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    ids = [int(i) for i in visible.split(",") if i.strip().isdigit()]
+    if len(ids) < count:
+        raise NoGpuAvailable(
+            f"{count} GPU(s) needed, the scheduler reserved {len(ids)} (CUDA_VISIBLE_DEVICES={visible!r}): "
+            "the step's GPU request and its plan disagree"
+        )
+    known = {g.index: g for g in inventory()}
+    return Lease([known.get(i, Gpu(i, "reserved by the scheduler", 0)) for i in ids[:count]])

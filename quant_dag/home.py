@@ -17,8 +17,9 @@ def catalog_dir() -> Path:
     return Path(os.environ.get("QUANT_DAG_CATALOG", REPO / "assets")).resolve()
 
 
-def home_dir() -> Path:
-    return Path(os.environ.get("QUANT_DAG_HOME", REPO / ".quant-dag")).resolve()
+def home_dir(profile_home: str | None = None) -> Path:
+    """QUANT_DAG_HOME, else the resource profile's home (a cluster's shared storage), else .quant-dag here."""
+    return Path(os.environ.get("QUANT_DAG_HOME") or profile_home or REPO / ".quant-dag").resolve()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -212,3 +213,64 @@ def kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
         proc.wait(timeout=5)
+
+
+def ancestor_named(name: str) -> int | None:
+    """The pid of this process's nearest ancestor whose process name is `name` (e.g. Ray's `raylet`), or None."""
+    import psutil
+
+    for proc in psutil.Process().parents():
+        with contextlib.suppress(psutil.Error):
+            if proc.name() == name:
+                return proc.pid
+    return None
+
+
+class StepStopped(Exception):
+    """Raised in a step's main thread by `watch_step`: the step fails with this message as its error."""
+
+
+def _raise_in_main_thread(reason: str) -> None:
+    """Raise StepStopped(reason) in the main thread, at its next Python instruction."""
+    exc = type("StepStopped", (StepStopped,), {"__init__": lambda self: StepStopped.__init__(self, reason)})
+    main = threading.main_thread().ident
+    if main is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main), ctypes.py_object(exc))
+
+
+def watch_step(
+    *,
+    node_pid: int | None,
+    timeout_s: float | None,
+    on_fire: Callable[[str], None],
+    poll_s: float = 1.0,
+    grace_s: float = 20.0,
+) -> threading.Thread | None:
+    """Stop this process's step when the node daemon `node_pid` exits (a lost cluster node leaves its steps
+    running otherwise: seen with Ray 2.60, a killed raylet left its jobs' processes alive) or when the step has run
+    `timeout_s`. `on_fire` gets the reason first; then StepStopped(reason) is raised in the main thread, so the
+    step fails with the reason as its error and its `with` blocks stop what they started (the vLLM server); a
+    process still alive `grace_s` later (the main thread stuck in a call) gets SIGTERM. None when there is
+    nothing to watch."""
+    if node_pid is None and timeout_s is None:
+        return None
+    deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+
+    def loop() -> None:
+        while True:
+            time.sleep(poll_s)
+            if node_pid is not None and not _pid_alive(node_pid):
+                reason = f"the cluster node running this step was lost (its raylet, pid {node_pid}, exited)"
+            elif deadline is not None and time.monotonic() > deadline:
+                reason = f"the step ran longer than the profile's cluster.step_timeout_s ({timeout_s:g} s)"
+            else:
+                continue
+            on_fire(reason)
+            _raise_in_main_thread(reason)
+            time.sleep(grace_s)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+    thread = threading.Thread(target=loop, name="quant-dag-step-watchdog", daemon=True)
+    thread.start()
+    return thread

@@ -29,6 +29,11 @@ class ServeProfile(BaseModel):
     enforce_eager: bool = False
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
     tensor_parallel_size: int | Literal["auto"] = 1  # auto: the fewest GPUs that hold weights + KV cache
+    # replicas of the model in one endpoint (`--data-parallel-size`); auto: as many as `gpus_per_endpoint` allows
+    # once tensor parallelism has its GPUs (benchmarks send independent requests: replicas need no all-reduce)
+    data_parallel_size: int | Literal["auto"] = 1
+    # the most GPUs one endpoint may hold (TP x DP); None: what tensor parallelism needs (up to the host's GPUs)
+    gpus_per_endpoint: int | None = Field(default=None, ge=1)
     auto_tp_sequences: int = Field(default=8, ge=1)  # concurrent max-length sequences `auto` makes room for
     kv_cache_dtype: str | None = None
     reasoning_parser: str | None = None
@@ -58,6 +63,51 @@ class RuntimeProfile(BaseModel):
     install_timeout_s: float = Field(default=3600, gt=0)
 
 
+class PostgresProfile(BaseModel):
+    """Where the Dagster instance keeps runs, events and asset history when steps run on other hosts."""
+
+    model_config = ConfigDict(extra="forbid")
+    hostname: str
+    port: int = 5432
+    db_name: str = "quant_dag"
+    username: str = "dagster"
+    password_env: str | None = None  # the environment variable holding the password (never the password itself)
+
+    def dagster_storage(self) -> dict[str, object]:
+        """The `storage:` section of dagster.yaml (dagster-postgres)."""
+        db: dict[str, object] = {
+            "hostname": self.hostname,
+            "port": self.port,
+            "db_name": self.db_name,
+            "username": self.username,
+            "password": {"env": self.password_env} if self.password_env else "",
+            # SQLAlchemy 2.1 defaults postgresql:// to psycopg 3; dagster-postgres ships psycopg2
+            "scheme": "postgresql+psycopg2",
+        }
+        return {"postgres": {"postgres_db": db}}
+
+
+class ClusterProfile(BaseModel):
+    """Steps as Ray jobs on an existing Ray cluster (dagster-ray's `ray_executor`), the instance on Postgres.
+
+    GPUs come from Ray (a step's `num_gpus` follows its tensor- and data-parallel plan; Ray sets
+    CUDA_VISIBLE_DEVICES), not from the file-lock leases of one host.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    executor: Literal["ray"] = "ray"
+    address: str  # Ray's job-submission address (the dashboard), e.g. http://head-node:8265
+    home: str | None = None  # the project home on storage every node sees (QUANT_DAG_HOME or --home win)
+    postgres: PostgresProfile
+    step_cpus: float = Field(default=1, gt=0)  # CPUs each quantize or serving step reserves
+    gpu_memory_gib: float = Field(default=80, gt=0)  # per GPU: `auto` plans before any step sees a GPU
+    # CPU work scheduled as GPU steps on nodes that declare GPUs (`ray start --num-gpus N`): rehearsing a GPU plan
+    # on CPUs, and the tests
+    declared_gpus: bool = False
+    env_vars: list[str] = Field(default_factory=list)  # forwarded to every step: KEY (this process's) or KEY=VALUE
+    step_timeout_s: float | None = Field(default=None, gt=0)  # a step still running after this fails
+
+
 class ResourceProfile(BaseModel):
     """What `resources/<name>.yaml` holds: where and how steps run."""
 
@@ -67,6 +117,7 @@ class ResourceProfile(BaseModel):
     quantize: QuantizeProfile = Field(default_factory=QuantizeProfile)
     serve: ServeProfile = Field(default_factory=ServeProfile)
     runtime: RuntimeProfile | None = None  # None: serve with the vLLM installed beside the project
+    cluster: ClusterProfile | None = None  # None: every step on this host (Dagster's multiprocess executor)
 
 
 def load_profile(name: str | None = None) -> ResourceProfile:

@@ -5,6 +5,7 @@ of the commands that take a study."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -38,7 +39,11 @@ def add_shared_options(
         if name == "catalog":
             parser.add_argument("--catalog", default=str(catalog_dir()), help="catalog folder (default: %(default)s)")
         elif name == "home":
-            parser.add_argument("--home", default=str(home_dir()), help="project home (default: %(default)s)")
+            parser.add_argument(
+                "--home",
+                default=None,
+                help=f"project home (default: $QUANT_DAG_HOME, the profile's cluster.home, or {home_dir()})",
+            )
         elif name == "profile":
             parser.add_argument("--profile", default=None, help=profile_help)
         else:
@@ -46,10 +51,27 @@ def add_shared_options(
     return parser
 
 
+def resolve_home(args: argparse.Namespace) -> Path:
+    """--home, else QUANT_DAG_HOME, else the profile's cluster.home (shared storage), else .quant-dag."""
+    if args.home:
+        return Path(args.home).resolve()
+    profile_name = getattr(args, "profile", None) or os.environ.get("QUANT_DAG_PROFILE")
+    profile_home = None
+    if profile_name and not os.environ.get("QUANT_DAG_HOME"):
+        from quant_dag.profiles import load_profile
+
+        try:
+            cluster = load_profile(profile_name).cluster
+        except ValueError:  # the command reports a bad profile where it loads it
+            cluster = None
+        profile_home = cluster.home if cluster else None
+    return home_dir(profile_home)
+
+
 def study_args(args: argparse.Namespace) -> tuple[ProjectHome, Catalog | None]:
     """The project home and the catalog, or None (with the reason printed) when the catalog does not load or the
     study is not in it."""
-    home = ProjectHome(Path(args.home).resolve())
+    home = ProjectHome(resolve_home(args))
     try:
         cat = load_catalog(args.catalog)
     except CatalogError as exc:  # names the file, entry and field: the message is the answer, not a traceback

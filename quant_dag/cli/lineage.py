@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from quant_dag.cli.base import CLISubcommand, add_shared_options
+from quant_dag.cli.base import CLISubcommand, add_shared_options, resolve_home
 
 PROFILE_HELP = "resource profile the study ran with (default: local-cpu)"
 
@@ -35,7 +35,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from quant_dag.cli.asset_lineage import TargetError, format_lineage, lineage
     from quant_dag.definitions import build_definitions
 
-    home = Path(args.home).resolve()
+    home = resolve_home(args)
     dagster_home = home / "dagster"
     try:
         # the profile matters: endpoint code versions include its vLLM flags, so another one reads as stale

@@ -11,16 +11,38 @@ import sys
 import textwrap
 from pathlib import Path
 
+import yaml
+
 from quant_dag.cli.base import CLISubcommand, add_shared_options, study_args
 from quant_dag.home import REPO, ProjectHome
+from quant_dag.profiles import ResourceProfile, load_profile
+
+GENERATED = "# written by quant-dag"
+EARLIER = "telemetry:\n  enabled: false\n"  # what quant-dag wrote before profiles could choose the storage
 
 
-def ensure_dagster_home(home: ProjectHome) -> Path:
+def instance_config(profile: ResourceProfile | None) -> str:
+    """dagster.yaml for the project's instance: local storage, or the cluster profile's Postgres (workers on other
+    hosts write their steps' events there)."""
+    cfg: dict[str, object] = {"telemetry": {"enabled": False}}
+    if profile is not None and profile.cluster is not None:
+        cfg["storage"] = profile.cluster.postgres.dagster_storage()
+    origin = f" from resource profile {profile.name!r}" if profile and profile.cluster else ""
+    return f"{GENERATED}{origin}; edit the profile, not this file\n" + yaml.safe_dump(cfg, sort_keys=False)
+
+
+def ensure_dagster_home(home: ProjectHome, profile: ResourceProfile | None = None) -> Path:
+    """The instance's folder with its dagster.yaml. A file quant-dag wrote follows the profile (local storage or
+    the cluster's Postgres); a file someone wrote by hand is left as it is."""
     dh = home.dagster_home
     dh.mkdir(parents=True, exist_ok=True)
     cfg = dh / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text("telemetry:\n  enabled: false\n")
+    wanted = instance_config(profile)
+    current = cfg.read_text() if cfg.exists() else None
+    if current is None or (current != wanted and (current.startswith(GENERATED) or current == EARLIER)):
+        tmp = cfg.with_suffix(".yaml.tmp")
+        tmp.write_text(wanted)
+        tmp.replace(cfg)
     return dh
 
 
@@ -43,9 +65,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     home, cat = study_args(args)
     if cat is None:
         return 2
+    try:
+        profile = load_profile(args.profile)
+    except ValueError as exc:  # names the file and the field
+        print(exc, file=sys.stderr)
+        return 2
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(ensure_dagster_home(home)),
+        "DAGSTER_HOME": str(ensure_dagster_home(home, profile)),
         "QUANT_DAG_HOME": str(home.root),
         "QUANT_DAG_CATALOG": str(cat.root),
     }

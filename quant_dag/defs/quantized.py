@@ -7,6 +7,8 @@ code_version, so editing one recipe marks exactly its own assets (and what is be
 
 import contextlib
 import json
+import os
+import socket
 
 import dagster as dg
 
@@ -61,7 +63,9 @@ def third_party_asset(cat: Catalog, variant: ThirdPartyVariant) -> dg.AssetsDefi
     )
 
 
-def recipe_asset(cat: Catalog, model: str, recipe_name: str, autoround_version: str) -> dg.AssetsDefinition:
+def recipe_asset(
+    cat: Catalog, model: str, recipe_name: str, autoround_version: str, op_tags: dict[str, str] | None = None
+) -> dg.AssetsDefinition:
     recipe = cat.recipes[recipe_name]
     resolved = recipe.resolved()
     recipe_hash = cat.recipe_hash(recipe_name)
@@ -79,10 +83,12 @@ def recipe_asset(cat: Catalog, model: str, recipe_name: str, autoround_version: 
         or f"{model} quantized by AutoRound: {recipe.scheme}, {recipe.format}, preset {recipe.preset}.",
         metadata={"recipe": dg.MetadataValue.json(resolved), "recipe_hash": recipe_hash},
         tags={"scheme": recipe.scheme, "format": recipe.format},
+        op_tags=op_tags,  # what a cluster scheduler reserves for the step (defs/cluster.py)
     )
     def _quantized(context: dg.AssetExecutionContext, quant_dag: QuantDag) -> dg.MaterializeResult:
         home = quant_dag.paths()
-        profile = quant_dag.run_profile().quantize
+        run_profile = quant_dag.run_profile()
+        profile = run_profile.quantize
         base = base_checkpoint_path(cat, quant_dag.paths(), model)
         if not (base / "config.json").is_file():
             raise dg.Failure(
@@ -101,7 +107,15 @@ def recipe_asset(cat: Catalog, model: str, recipe_name: str, autoround_version: 
             artifacts / graph.RECIPE_FILE, {"name": recipe_name, "hash": recipe_hash, "resolved": resolved}
         )
         on_gpu = profile.device != "cpu"
-        with gpu.lease(profile.gpus, home.root / "locks") if on_gpu else contextlib.nullcontext() as held:
+        if on_gpu and run_profile.cluster:  # the scheduler reserved the GPUs: no lock on this host
+            leasing: contextlib.AbstractContextManager[gpu.Lease | None] = contextlib.nullcontext(
+                gpu.assigned(profile.gpus)
+            )
+        elif on_gpu:
+            leasing = gpu.lease(profile.gpus, home.root / "locks")
+        else:
+            leasing = contextlib.nullcontext()
+        with leasing as held:
             env = {**profile.env, **(held.env() if held else {})}
             report = preflight(probe_fla=on_gpu, env=env, on_log=context.log.debug)
             plan = plan_device(
@@ -131,6 +145,9 @@ def recipe_asset(cat: Catalog, model: str, recipe_name: str, autoround_version: 
                 "recipe_hash": recipe_hash,
                 "device": profile.device,
                 "gpus_leased": dg.MetadataValue.json(held.describe() if held else []),
+                # what a cluster scheduler reserved for the step (Ray sets it even for declared GPUs)
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                "host": socket.gethostname(),
                 "environment": dg.MetadataValue.json(report["versions"]),
                 "device_plan": dg.MetadataValue.md("\n".join(f"- {n}" for n in plan.notes)),
                 "size_on_disk_bytes": dg.MetadataValue.int(result.size_bytes),
@@ -175,14 +192,15 @@ def variant_checks(cat: Catalog, model: str, variant: str, expect: Expectation) 
     return [_config, _size]
 
 
-def definitions(cat: Catalog) -> dg.Definitions:
-    """Every recipe applied to every model a study names, and every third-party release, each with its checks."""
+def definitions(cat: Catalog, op_tags: dict[str, str] | None = None) -> dg.Definitions:
+    """Every recipe applied to every model a study names, and every third-party release, each with its checks.
+    `op_tags`: the quantize steps' resource request on a cluster."""
     ar_version = package_version("auto-round")
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
     for model, recipe_name in cat.quantized_pairs():
         recipe = cat.recipes[recipe_name]
-        assets.append(recipe_asset(cat, model, recipe_name, ar_version))
+        assets.append(recipe_asset(cat, model, recipe_name, ar_version, op_tags))
         expect = Expectation(recipe.scheme, int(recipe.resolved()["group_size"]), recipe.ignore_layers)  # type: ignore[call-overload]
         checks += variant_checks(cat, model, recipe_name, expect)
     for v in cat.third_party.values():

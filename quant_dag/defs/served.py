@@ -12,7 +12,8 @@ server, start journal) is quant_dag.serve.session's; this module turns its resul
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +24,7 @@ from quant_dag.catalog.graph import BASE
 from quant_dag.catalog.load import Catalog
 from quant_dag.catalog.schema import content_hash
 from quant_dag.checkpoint.locate import checkpoint_id, checkpoint_path_of
+from quant_dag.defs.cluster import Placement
 from quant_dag.defs.resources import QuantDag
 from quant_dag.evaluate.types import BenchmarkSummary, Builds
 from quant_dag.procs import write_json_atomic
@@ -130,6 +132,8 @@ def _endpoint_metadata(record: EndpointRecord, ckpt: Path, held: gpu.Lease | Non
         "ppl_ratio_vs_base": record.ppl_ratio_vs_base,
         "vllm_log": dg.MetadataValue.path(record.log),
         "gpus_leased": dg.MetadataValue.json(held.describe() if held else []),
+        # what a cluster scheduler reserved for the step (Ray sets it even for declared GPUs)
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
     }
 
 
@@ -227,9 +231,16 @@ def _benchmark_metadata(summary: BenchmarkSummary, server: dict | None) -> dict[
 
 
 def served_variant(
-    cat: Catalog, model: str, variant: str, serve_flags: list[str], suites: list[str]
+    cat: Catalog,
+    model: str,
+    variant: str,
+    serve_flags: list[str],
+    suites: list[str],
+    placement: Placement | None = None,
 ) -> dg.AssetsDefinition:
-    """The endpoint of one (model, variant) and its benchmarks: one step, one server."""
+    """The endpoint of one (model, variant) and its benchmarks: one step, one server. `placement`: on a cluster,
+    the plan made before the step runs and the resources it asks the scheduler for."""
+    plan = placement.plan if placement else None
     ekey = dg.AssetKey(graph.endpoint(model, variant))
     is_variant = variant != BASE
     upstream = dg.AssetKey(graph.quantized(model, variant) if is_variant else graph.checkpoint(model))
@@ -316,6 +327,7 @@ def served_variant(
         check_specs=checks,
         can_subset=True,
         pool="gpu",  # caps concurrent serving steps: `dagster instance concurrency set gpu N`
+        op_tags=placement.op_tags if placement else None,
     )
     def _served(context: dg.AssetExecutionContext, quant_dag: QuantDag):
         from quant_dag.evaluate.suite import SuiteRunner  # polars, aiohttp: loaded by the step, not the code location
@@ -387,7 +399,7 @@ def served_variant(
                 )
         pending = sum(r.pending() for r in runners.values())
         context.log.info(f"{len(runners)} benchmark(s) selected, {pending} request(s) not yet in their journals")
-        session.size_tensor_parallel()
+        session.use_plan(plan or session.plan_on_host())
         if not (do_endpoint or pending > 0):  # every answer is journaled already: no server needed
             for k, runner in runners.items():
                 yield _benchmark_result(k, ekey, runner.run(None, log=context.log.info), None, checked)
@@ -411,6 +423,11 @@ def served_variant(
                 meta = {
                     **_endpoint_metadata(record, ckpt, session.lease),
                     "server": dg.MetadataValue.json(session.server_info),
+                    "parallel_plan": (
+                        f"TP {session.plan.tensor_parallel} x DP {session.plan.data_parallel}: {session.plan.why}"
+                        if session.plan
+                        else ""
+                    ),
                     "served_checkpoint": dg.MetadataValue.asset(upstream),  # a link in the UI
                 }
                 yield dg.MaterializeResult(
@@ -435,8 +452,14 @@ def _benchmark_result(
     return dg.MaterializeResult(asset_key=key, metadata=meta, check_results=checked(_benchmark_checks(key, summary)))
 
 
-def definitions(cat: Catalog, serve_flags: list[str]) -> dg.Definitions:
-    """One multi-asset per served (model, variant) of any study, with the suites of every study that has it."""
+def definitions(
+    cat: Catalog, serve_flags: list[str], place: Callable[[str, str], Placement] | None = None
+) -> dg.Definitions:
+    """One multi-asset per served (model, variant) of any study, with the suites of every study that has it.
+    `place(model, variant)`: on a cluster, each serving step's plan and resource request."""
     return dg.Definitions(
-        assets=[served_variant(cat, m, v, serve_flags, suites) for (m, v), suites in graph.served_suites(cat).items()]
+        assets=[
+            served_variant(cat, m, v, serve_flags, suites, place(m, v) if place else None)
+            for (m, v), suites in graph.served_suites(cat).items()
+        ]
     )

@@ -20,8 +20,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quant_dag.profiles import ServeProfile
 from quant_dag.procs import die_with_parent, kill_group
+from quant_dag.profiles import ServeProfile
 
 # Lines vLLM prints while starting (0.2x GPU builds and 0.3x CPU builds word some of them differently; the GPU
 # lines are from vLLM 0.26 on an H200, tests/data/vllm-logs).
@@ -60,6 +60,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def inherited_env() -> dict[str, str]:
+    """This process's environment less Ray's: a server started inside a Ray job must not join that cluster
+    (vLLM reads RAY_ADDRESS); a profile's `serve.env` can still set any of it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+
+
 class ServerFailed(RuntimeError):
     pass
 
@@ -73,6 +79,9 @@ class ServeOptions:
     enforce_eager: bool = False
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    # `mp` in a step that Ray placed: vLLM must not start its own Ray workers on the cluster's GPUs
+    distributed_executor_backend: str | None = None
     kv_cache_dtype: str | None = None
     reasoning_parser: str | None = None
     extra_args: list[str] = field(default_factory=list)
@@ -88,10 +97,20 @@ class ServeOptions:
             **profile.env,
         }
         fields = profile.model_dump(
-            exclude={"python", "env", "auto_tp_sequences", "tensor_parallel_size", "request_seed"}
+            exclude={
+                "python",
+                "env",
+                "auto_tp_sequences",
+                "tensor_parallel_size",
+                "data_parallel_size",
+                "gpus_per_endpoint",
+                "request_seed",
+            }
         )
-        tp = 1 if profile.tensor_parallel_size == "auto" else profile.tensor_parallel_size  # resolved per checkpoint
-        return cls(**fields, tensor_parallel_size=tp, env=env)
+        # `auto` is resolved per checkpoint (quant_dag.serve.placement)
+        tp = 1 if profile.tensor_parallel_size == "auto" else profile.tensor_parallel_size
+        dp = 1 if profile.data_parallel_size == "auto" else profile.data_parallel_size
+        return cls(**fields, tensor_parallel_size=tp, data_parallel_size=dp, env=env)
 
     def flags(self) -> list[str]:
         f = ["--max-model-len", str(self.max_model_len), "--dtype", self.dtype]
@@ -101,6 +120,10 @@ class ServeOptions:
             f += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
         if self.tensor_parallel_size > 1:
             f += ["--tensor-parallel-size", str(self.tensor_parallel_size)]
+        if self.data_parallel_size > 1:
+            f += ["--data-parallel-size", str(self.data_parallel_size)]
+        if self.distributed_executor_backend:
+            f += ["--distributed-executor-backend", self.distributed_executor_backend]
         if self.kv_cache_dtype:
             f += ["--kv-cache-dtype", self.kv_cache_dtype]
         if self.reasoning_parser:
@@ -148,7 +171,7 @@ class VllmServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, **self.options.env, "PYTHONUNBUFFERED": "1"},
+            env={**inherited_env(), **self.options.env, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
             preexec_fn=die_with_parent,
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +21,8 @@ from quant_dag.catalog.schema import ModelServe
 from quant_dag.checkpoint.layout import read_config, read_layout
 from quant_dag.profiles import ResourceProfile
 from quant_dag.serve.endpoint import EndpointRecord, load_record, new_record
-from quant_dag.serve.plan import auto_tensor_parallel, device_flags, kv_cache_bytes, servable_on
+from quant_dag.serve.placement import ParallelPlan, plan_parallel
+from quant_dag.serve.plan import device_flags, kv_cache_bytes, servable_on
 from quant_dag.serve.server import ServeOptions, VllmServer
 
 
@@ -53,6 +56,7 @@ class ServingSession:
         options.extra_args += device_flags(self.device, read_config(checkpoint), options.extra_args)
         self.options = options
         self.lease: gpu.Lease | None = None
+        self.plan: ParallelPlan | None = None
         self.server_info: dict[str, object] | None = None
 
     def previous_record(self) -> EndpointRecord | None:
@@ -62,24 +66,51 @@ class ServingSession:
     def new_record(self) -> EndpointRecord:
         return new_record(self.servability, self.options, self.workdir)
 
-    def size_tensor_parallel(self) -> None:
-        """`tensor_parallel_size: auto` on a GPU: the fewest GPUs that hold the weights and the KV cache of the
-        profile's `auto_tp_sequences` sequences of `max_model_len` tokens."""
+    def plan_on_host(self) -> ParallelPlan:
+        """The parallel plan on this host's GPUs: `tensor_parallel_size: auto` takes the fewest GPUs that hold the
+        weights and the KV cache of the profile's `auto_tp_sequences` sequences of `max_model_len` tokens."""
         serve = self.profile.serve
-        if self.device == "cpu" or serve.tensor_parallel_size != "auto":
+        if self.device == "cpu":
+            return ParallelPlan(1, 1, "CPU serving")
+        weights = kv = None
+        if serve.tensor_parallel_size == "auto":
+            weights = read_layout(self.checkpoint).total_bytes
+            kv = kv_cache_bytes(read_config(self.checkpoint), self.options.max_model_len * serve.auto_tp_sequences)
+        inv = gpu.inventory()
+        if not inv:
+            raise gpu.NoGpuAvailable("no GPU on this host (nvidia-smi lists none)")
+        return plan_parallel(
+            weights,
+            kv,
+            gpu_bytes=min(g.memory_total_mib for g in inv) * 2**20,
+            gpus_per_endpoint=serve.gpus_per_endpoint,
+            max_gpus=len(inv),
+            tensor_parallel=serve.tensor_parallel_size,
+            data_parallel=serve.data_parallel_size,
+            utilization=serve.gpu_memory_utilization or 0.9,
+        )
+
+    def use_plan(self, plan: ParallelPlan) -> None:
+        """A plan made before the step started (on a cluster, the scheduler reserved exactly its GPUs)."""
+        self.plan = plan
+        if self.device == "cpu":
             return
-        kv = kv_cache_bytes(read_config(self.checkpoint), self.options.max_model_len * serve.auto_tp_sequences)
-        tp = auto_tensor_parallel(read_layout(self.checkpoint).total_bytes, kv, gpu.inventory())
-        self.options.tensor_parallel_size = tp
-        self.log(f"tensor_parallel_size=auto -> {tp}")
+        self.options.tensor_parallel_size, self.options.data_parallel_size = plan.tensor_parallel, plan.data_parallel
+        if self.profile.cluster and plan.gpus > 1:
+            self.options.distributed_executor_backend = "mp"
+        self.log(f"parallel plan: TP {plan.tensor_parallel} x DP {plan.data_parallel} ({plan.why})")
 
     @contextlib.contextmanager
     def start(self, record: EndpointRecord, run_id: str) -> Iterator[VllmServer]:
         """Lease the GPUs, start vLLM (raises `ServerFailed` when it does not come up) and journal the start; the
         server stops and the lease is released on every exit path."""
         with contextlib.ExitStack() as stack:
-            if self.device != "cpu":
-                self.lease = stack.enter_context(gpu.lease(self.options.tensor_parallel_size, self.locks_dir))
+            gpus = self.options.tensor_parallel_size * self.options.data_parallel_size
+            if self.device != "cpu" and self.profile.cluster:  # the scheduler reserved them
+                self.lease = gpu.assigned(gpus)
+                self.options.env.update(self.lease.env())
+            elif self.device != "cpu":
+                self.lease = stack.enter_context(gpu.lease(gpus, self.locks_dir))
                 self.options.env.update(self.lease.env())
             srv = stack.enter_context(VllmServer(self.checkpoint, self.options, Path(record.log), python=self.python))
             self.server_info = {
@@ -88,6 +119,9 @@ class ServingSession:
                 "port": srv.port,
                 "started_at": time.time(),
                 "start_s": srv.started_s,
+                # what a cluster scheduler reserved for the step (Ray sets it even for declared GPUs)
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "host": socket.gethostname(),
             }
             with open(self.workdir / SERVER_STARTS_FILE, "a") as fh:  # one line per server start: sharing is auditable
                 fh.write(json.dumps(self.server_info) + "\n")

@@ -62,7 +62,7 @@ def test_a_backend_chosen_by_the_model_is_kept(qwen35_9b_config, tmp_path):
 
 def test_cpu_sessions_add_no_device_flags_and_keep_tensor_parallel_one(qwen35_9b_config, tmp_path):
     s = session(qwen35_9b_config, tmp_path, "local-cpu", ModelServe())
-    s.size_tensor_parallel()
+    s.use_plan(s.plan_on_host())
     assert s.device == "cpu" and "--gdn-prefill-backend" not in s.options.extra_args
     assert s.options.tensor_parallel_size == 1
 
@@ -76,7 +76,7 @@ def test_auto_tensor_parallel_sizes_the_kv_cache_of_the_real_config(
     gpus = [{"index": i, "name": "H100", "memory_total_mib": gpu_mib} for i in range(4)]
     monkeypatch.setenv("QUANT_DAG_GPUS", json.dumps(gpus))
     s = session(qwen35_9b_config, tmp_path, "gpu-node", ModelServe(), tensor_parallel_size="auto", auto_tp_sequences=8)
-    s.size_tensor_parallel()
-    assert s.options.tensor_parallel_size == expected
-    assert f"tensor_parallel_size=auto -> {expected}" in s.logs  # type: ignore[attr-defined]
+    s.use_plan(s.plan_on_host())
+    assert s.options.tensor_parallel_size == expected and s.options.data_parallel_size == 1
+    assert any(line.startswith(f"parallel plan: TP {expected} x DP 1") for line in s.logs)  # type: ignore[attr-defined]
     assert s.new_record().flags.count("--tensor-parallel-size") == (expected > 1)

@@ -1,0 +1,160 @@
+"""Where a step runs and what it holds: the parallel plan of an endpoint (tensor x data parallel) and the resource
+request a scheduler gets for a quantize or serving step (Ray's `num_gpus`/`num_cpus`, a Kubernetes container's
+`nvidia.com/gpu` limit).
+
+A cluster scheduler places a step before it starts, so the plan is made from what is known beforehand: the
+checkpoint's safetensors headers and config.json when it is on disk, the base checkpoint's layout and the recipe's
+scheme when a quantized variant is not built yet, and the profile's GPU memory. A checkpoint that is nowhere on disk
+yet (a hub model before its first download) is planned on one GPU, and said so: the next run plans it from its size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quant_dag.catalog.graph import BASE
+from quant_dag.catalog.load import Catalog
+from quant_dag.checkpoint.checks import Expectation, predict_bytes
+from quant_dag.checkpoint.layout import read_config, read_layout
+from quant_dag.checkpoint.locate import base_checkpoint_path, checkpoint_path_of
+from quant_dag.gpu import Gpu
+from quant_dag.home import ProjectHome
+from quant_dag.profiles import ResourceProfile
+from quant_dag.serve.plan import auto_tensor_parallel, kv_cache_bytes
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    """How one endpoint uses its GPUs: `tensor_parallel` GPUs per replica, `data_parallel` replicas."""
+
+    tensor_parallel: int = 1
+    data_parallel: int = 1
+    why: str = ""
+
+    @property
+    def gpus(self) -> int:
+        return self.tensor_parallel * self.data_parallel
+
+
+def plan_parallel(
+    weights_bytes: int | None,
+    kv_bytes: int | None,
+    *,
+    gpu_bytes: float,
+    gpus_per_endpoint: int | None,
+    max_gpus: int = 8,
+    tensor_parallel: int | str = 1,
+    data_parallel: int | str = 1,
+    utilization: float = 0.9,
+) -> ParallelPlan:
+    """Tensor parallelism only as wide as the weights and KV cache need (each layer's all-reduce costs on every
+    token), then, with `data_parallel: auto`, replicas on the GPUs left in the endpoint's budget: a benchmark sends
+    independent requests, which replicas serve without talking to each other. `gpus_per_endpoint` None: what
+    tensor parallelism needs, up to `max_gpus` (a host's GPUs)."""
+    budget = gpus_per_endpoint or max_gpus
+    if tensor_parallel == "auto":
+        if weights_bytes is None:
+            tp, why = 1, "size unknown until the checkpoint is on disk: planned on 1 GPU, re-planned on the next run"
+        else:
+            need = weights_bytes + (kv_bytes or 0)
+            gpus = [Gpu(i, "planned", int(gpu_bytes / 2**20)) for i in range(budget)]
+            try:
+                tp = auto_tensor_parallel(weights_bytes, kv_bytes or 0, gpus, utilization)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (serve.gpus_per_endpoint: {gpus_per_endpoint})") from None
+            why = (
+                f"{need / 2**30:.1f} GiB of weights and KV cache fit {tp} GPU(s) of "
+                f"{gpu_bytes * utilization / 2**30:.1f} GiB usable"
+            )
+    else:
+        tp, why = int(tensor_parallel), f"tensor_parallel_size {tensor_parallel} set in the profile"
+    if tp > budget:
+        raise ValueError(f"tensor parallelism {tp} exceeds serve.gpus_per_endpoint {budget}")
+    if data_parallel == "auto":
+        dp = max(1, gpus_per_endpoint // tp) if gpus_per_endpoint else 1
+        if dp > 1:
+            why += f"; {dp} data-parallel replicas on the endpoint's {gpus_per_endpoint} GPUs rather than TP={tp * dp}"
+    else:
+        dp = int(data_parallel)
+        if tp * dp > budget:
+            raise ValueError(f"TP {tp} x DP {dp} exceeds serve.gpus_per_endpoint {budget}")
+    return ParallelPlan(tp, dp, why)
+
+
+def _weights_and_kv(
+    cat: Catalog, home: ProjectHome, model: str, variant: str, tokens: int
+) -> tuple[int | None, int | None]:
+    """Weights bytes and KV bytes of `tokens` tokens, from disk where the checkpoint is, predicted from the base
+    and the recipe where a variant is not built yet; (None, None) when neither is on disk."""
+    ckpt = checkpoint_path_of(cat, home, model, variant)
+    base = base_checkpoint_path(cat, home, model)
+    config_dir = ckpt if (ckpt / "config.json").is_file() else base if (base / "config.json").is_file() else None
+    if config_dir is None:
+        return None, None
+    kv = kv_cache_bytes(read_config(config_dir), tokens)
+    if any(ckpt.glob("*.safetensors")):
+        return read_layout(ckpt).total_bytes, kv
+    if variant != BASE and variant in cat.recipes and any(base.glob("*.safetensors")):
+        recipe = cat.recipes[variant]
+        expect = Expectation(recipe.scheme, int(recipe.resolved()["group_size"]), recipe.ignore_layers)  # type: ignore[call-overload]
+        return sum(predict_bytes(read_layout(base), expect).values()), kv
+    return None, kv
+
+
+def endpoint_plan(cat: Catalog, home: ProjectHome, profile: ResourceProfile, model: str, variant: str) -> ParallelPlan:
+    """The parallel plan of `endpoint/<model>/<variant>` under `profile`, before any step runs."""
+    serve = profile.serve
+    if profile.quantize.device == "cpu" and not (profile.cluster and profile.cluster.declared_gpus):
+        return ParallelPlan(1, 1, "CPU serving")
+    gpu_gib = profile.cluster.gpu_memory_gib if profile.cluster else 80.0
+    weights, kv = None, None
+    if serve.tensor_parallel_size == "auto":
+        weights, kv = _weights_and_kv(cat, home, model, variant, serve.max_model_len * serve.auto_tp_sequences)
+    return plan_parallel(
+        weights,
+        kv,
+        gpu_bytes=gpu_gib * 2**30,
+        gpus_per_endpoint=serve.gpus_per_endpoint,
+        tensor_parallel=serve.tensor_parallel_size,
+        data_parallel=serve.data_parallel_size,
+        utilization=serve.gpu_memory_utilization or 0.9,
+    )
+
+
+@dataclass(frozen=True)
+class StepResources:
+    """What one step asks its scheduler for."""
+
+    cpus: float
+    gpus: int
+
+    def ray_config(self) -> dict[str, float]:
+        """dagster-ray's per-step config (`dagster-ray/config` op tag): Ray places the step on a node with these
+        free and sets CUDA_VISIBLE_DEVICES to the GPUs it reserved."""
+        return {"num_cpus": self.cpus, "num_gpus": self.gpus}
+
+    def container_resources(self) -> dict[str, dict[str, str]]:
+        """The same request as a Kubernetes container's `resources` (a KubeRay worker group, or dagster-k8s'
+        `container_config`): GPUs are an extended resource, so they are set as a limit (requests default to it)."""
+        out: dict[str, dict[str, str]] = {"requests": {"cpu": f"{self.cpus:g}"}, "limits": {}}
+        if self.gpus:
+            out["limits"]["nvidia.com/gpu"] = str(self.gpus)
+        return out
+
+    def pod_spec(self, image: str, name: str = "step") -> dict[str, object]:
+        """A pod spec whose one container asks for these resources (e.g. a KubeRay worker group's template)."""
+        return {"containers": [{"name": name, "image": image, "resources": self.container_resources()}]}
+
+
+def quantize_resources(profile: ResourceProfile) -> StepResources:
+    cluster = profile.cluster
+    cpus = cluster.step_cpus if cluster else 1.0
+    on_gpu = profile.quantize.device != "cpu" or bool(cluster and cluster.declared_gpus)
+    return StepResources(cpus, profile.quantize.gpus if on_gpu else 0)
+
+
+def serve_resources(profile: ResourceProfile, plan: ParallelPlan) -> StepResources:
+    cluster = profile.cluster
+    cpus = cluster.step_cpus if cluster else 1.0
+    on_gpu = profile.quantize.device != "cpu" or bool(cluster and cluster.declared_gpus)
+    return StepResources(cpus, plan.gpus if on_gpu else 0)
