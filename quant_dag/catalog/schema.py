@@ -95,6 +95,10 @@ class Model(_Strict):
     description: str = ""
     multimodal: bool = False  # has a vision tower: it stays 16-bit, and the model is served text-only
     serve: ModelServe = ModelServe()
+    # parameters in billions, for `quant-dag plan` before the checkpoint is on disk (its headers win once it is);
+    # active_params_b: per token, for MoE models (default: params_b)
+    params_b: float | None = Field(default=None, gt=0)
+    active_params_b: float | None = Field(default=None, gt=0)
 
     def serving(self) -> ModelServe:
         """The model's own serving flags, with TEXT_ONLY for a multimodal model unless it sets its own limit."""

@@ -8,11 +8,19 @@ import sys
 from quant_dag.cli.base import CLISubcommand
 from quant_dag.cli.catalog_check import CatalogCommand
 from quant_dag.cli.lineage import LineageCommand
+from quant_dag.cli.plan_study import PlanCommand
 from quant_dag.cli.report_folder import ReportCommand
 from quant_dag.cli.run_study import DemoCommand, RunCommand
 
 # In the order `quant-dag --help` lists them. A command module imports Dagster only when its command runs.
-COMMANDS: list[CLISubcommand] = [CatalogCommand(), DemoCommand(), RunCommand(), ReportCommand(), LineageCommand()]
+COMMANDS: list[CLISubcommand] = [
+    CatalogCommand(),
+    DemoCommand(),
+    RunCommand(),
+    PlanCommand(),
+    ReportCommand(),
+    LineageCommand(),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

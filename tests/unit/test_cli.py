@@ -33,7 +33,7 @@ def test_lineage_module_is_the_lineage_command():
 
 
 def test_every_command_is_registered_once_and_shared_options_agree():
-    assert [c.name for c in COMMANDS] == ["catalog", "demo", "run", "report", "lineage"]
+    assert [c.name for c in COMMANDS] == ["catalog", "demo", "run", "plan", "report", "lineage"]
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     parsers = {**sub.choices, "catalog check": sub.choices["catalog"]._actions[-1].choices["check"]}
     seen: dict[str, tuple[object, str]] = {}
@@ -46,7 +46,7 @@ def test_every_command_is_registered_once_and_shared_options_agree():
 
 
 def test_a_study_command_on_a_bad_catalog_names_the_problem_without_a_traceback(tmp_path):
-    for command in ("run", "report"):
+    for command in ("run", "plan", "report"):
         out = run("-m", "quant_dag.cli", command, "demo", "--catalog", str(tmp_path / "missing"))
         assert out.returncode == 2, out.stderr
         assert f"{tmp_path / 'missing'}: catalog directory does not exist" in out.stderr

@@ -7,7 +7,7 @@ Layers, bottom to top (a module imports its own layer or lower ones):
   2 engines, lower   checkpoint.*, runtime.*
   3                  serve.*
   4                  evaluate.*, quantize.*
-  5                  summary.*
+  5                  summary.*, planning
   6 Dagster layer    defs.*, definitions
   7 front end        cli.* (the commands, and what they read back from the Dagster instance); nothing imports it
 Engines (layers 0-5) import neither `dagster` nor `quant_dag.defs`; no module imports itself back in a circle.
@@ -25,7 +25,7 @@ LAYERS = {
     "checkpoint": 2, "runtime": 2,
     "serve": 3,
     "evaluate": 4, "quantize": 4,
-    "summary": 5,
+    "summary": 5, "planning": 5,
     "defs": 6, "definitions": 6,
     "cli": 7,
 }  # fmt: skip

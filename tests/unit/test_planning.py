@@ -1,0 +1,119 @@
+"""`quant-dag plan`: sample counts, token means from earlier records, throughput scaled from measurements, and the
+seed study's GPU-hours and memory printed before anything is downloaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from quant_dag.catalog.load import load_catalog
+from quant_dag.catalog.schema import Benchmark
+from quant_dag.home import REPO, ProjectHome
+from quant_dag.planning import MEASURED, plan_study, sample_count, throughput
+from quant_dag.profiles import load_profile
+
+
+@pytest.mark.parametrize(
+    ("dataset", "limit", "expected"),
+    [
+        ({"hub": "TIGER-Lab/MMLU-Pro", "split": "test"}, 1000, 1000),
+        ({"hub": "TIGER-Lab/MMLU-Pro", "split": "test"}, None, 12032),
+        ({"hub": "Idavidrein/gpqa", "config": "gpqa_diamond", "split": "train"}, None, 198),
+        ({"hub": "opencompass/AIME2025", "config": "AIME2025-I+AIME2025-II"}, None, 30),
+        ({"generate": {"count": 40, "seed": 0}}, 8, 8),
+        ({"hub": "livecodebench/code_generation_lite", "config": "release_v6"}, None, None),
+    ],
+)
+def test_sample_counts_without_a_download(dataset, limit, expected, tmp_path):
+    task = {"MMLU-Pro": "mmlu_pro", "gpqa": "gpqa", "AIME2025": "aime", "code_gen": "livecodebench"}
+    name = next((t for k, t in task.items() if k in dataset.get("hub", "")), "arithmetic")
+    bench = Benchmark(name="s", task=name, dataset=dataset, limit=limit)
+    assert sample_count(bench, tmp_path)[0] == expected
+
+
+def test_a_local_dataset_is_counted(tmp_path):
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps({"i": i}) + "\n" for i in range(7)))
+    bench = Benchmark(name="s", task="math500", dataset={"path": "q.jsonl"})
+    assert sample_count(bench, tmp_path) == (7, "rows of q.jsonl")
+
+
+def test_throughput_scales_with_active_parameters_and_concurrency():
+    h200 = next(m for m in MEASURED if m.device == "H200" and m.weights == "16-bit")
+    same, _ = throughput("H200", "16-bit", h200.active_params_b, h200.concurrency)
+    assert same == pytest.approx(h200.output_tok_s)  # the measured point itself
+    moe, why = throughput("H200", "16-bit", 3.0, 128)  # 35B-A3B reads 3B parameters per token
+    assert moe == pytest.approx(h200.output_tok_s * h200.active_params_b / 3.0) and "6.96B/3B" in why
+    half, why = throughput("H200", "16-bit", h200.active_params_b, 64)
+    assert half == pytest.approx(h200.output_tok_s / 2) and "concurrency 64/128" in why
+    nvfp4, _ = throughput("H200", "NVFP4", h200.active_params_b, 128)  # Marlin FP4: borrows the W4A16 row
+    assert nvfp4 == pytest.approx(next(m.output_tok_s for m in MEASURED if (m.device, m.weights) == ("H200", "W4A16")))
+    assert throughput("B200", "16-bit", 9.0, 128)[0] is None
+
+
+def test_the_seed_study_is_planned_before_any_download(tmp_path):
+    cat = load_catalog(REPO / "assets")
+    plan = plan_study(cat, ProjectHome(tmp_path), load_profile("gpu-node"), "qwen3.5", "H200")
+    nine = next(v for v in plan.variants if (v.model, v.variant) == ("qwen3.5-9b", "base"))
+    assert nine.weights_bytes == 9e9 * 2 and nine.kv_bytes == 8 * 2**30  # Qwen3.5-9B's shipped config: 32 KiB/token
+    aime = next(s for s in plan.suites if (s.model, s.variant, s.suite) == ("qwen3.5-9b", "base", "aime25"))
+    assert aime.requests == 30 * 8 * 2 and aime.mean_output_tokens == 30720  # no records yet: max_tokens
+    assert "upper bound" in aime.tokens_source
+    # 128 sequences of ~31.7k tokens do not fit the KV cache left on one H200 beside 16.8 GiB of weights
+    assert "KV cache holds" in aime.throughput_source
+    by_suite = plan.by_suite()
+    assert by_suite["aime25"] > 0 and plan.total_gpu_hours() > sum(by_suite.values())  # + the server starts
+
+
+def test_earlier_records_and_measured_throughput_win(tmp_path):
+    root = tmp_path / "catalog"
+    root.mkdir()
+    catalog = {
+        "models": [{"name": "m", "source": {"path": str(tmp_path / "ckpt")}, "params_b": 8}],
+        "benchmarks": [{"name": "a", "task": "arithmetic", "dataset": {"generate": {"count": 50, "seed": 0}}}],
+        "studies": [{"name": "s", "models": ["m"], "benchmarks": ["a"]}],
+    }
+    (root / "c.yaml").write_text(yaml.safe_dump(catalog))
+    cat = load_catalog(root)
+    home = ProjectHome(tmp_path / "home")
+    bench = home.artifacts(["benchmark", "m", "base", "a"])
+    bench.mkdir(parents=True)
+    pl.DataFrame({"completion_tokens": [100, 300, None]}).write_parquet(bench / "records.parquet")
+    (bench / "summary.json").write_text(json.dumps({"output_tokens_per_s": 50.0}))
+    plan = plan_study(cat, home, load_profile("gpu-node"), "s", "H200")
+    (suite,) = plan.suites
+    assert suite.mean_output_tokens == 200 and "earlier records of this variant" in suite.tokens_source
+    assert suite.output_tok_s == 50.0 and suite.seconds == pytest.approx(50 * 200 / 50.0)
+
+
+def test_plan_command_prints_memory_and_gpu_hours():
+    proc = subprocess.run(
+        [sys.executable, "-m", "quant_dag.cli", "plan", "qwen3.5", "--home", "/nonexistent-home"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "qwen3.5-27b/official-fp8-27b" in proc.stdout and "Total:" in proc.stdout
+    assert "aime25:" in proc.stdout and "livecodebench: unknown" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "quant_dag.cli", "plan", "qwen3.5", "--device", "TPU"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert bad.returncode == 2 and "known: CPU, H200" in bad.stderr
+
+
+def test_known_configs_are_the_real_ones():
+    data = Path(__file__).parents[1] / "data" / "qwen3.5"
+    for name in ("Qwen3.5-9B-config.json", "Qwen3.5-35B-A3B-config.json"):
+        shipped = REPO / "quant_dag" / "data" / "qwen3.5" / name
+        assert shipped.read_text() == (data / name).read_text()
