@@ -20,16 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant_dag.catalog import graph
-from quant_dag.catalog.graph import BASE
 from quant_dag.catalog.load import Catalog
 from quant_dag.catalog.schema import Benchmark
-from quant_dag.catalog.schemes import SCHEMES
-from quant_dag.checkpoint.checks import Expectation, predict_bytes
-from quant_dag.checkpoint.layout import read_config, read_layout
-from quant_dag.checkpoint.locate import base_checkpoint_path, checkpoint_path_of
-from quant_dag.home import DATA, ProjectHome
+from quant_dag.checkpoint.layout import read_layout
+from quant_dag.checkpoint.locate import base_checkpoint_path
+from quant_dag.home import ProjectHome
 from quant_dag.profiles import ResourceProfile
-from quant_dag.serve.placement import ParallelPlan, plan_parallel
+from quant_dag.serve.placement import ParallelPlan, config_of, plan_parallel, variant_scheme, weights_bytes
 from quant_dag.serve.plan import kv_cache_bytes
 
 GIB = 2**30
@@ -217,31 +214,6 @@ def throughput(device: str, scheme: str, active_params_b: float | None, concurre
     return tok_s, why
 
 
-def _variant_scheme(cat: Catalog, variant: str) -> str:
-    if variant == BASE:
-        return "16-bit"
-    if variant in cat.recipes:
-        return cat.recipes[variant].scheme
-    return cat.third_party[variant].scheme
-
-
-def _weights(cat: Catalog, home: ProjectHome, model: str, variant: str) -> tuple[int | None, str]:
-    ckpt = checkpoint_path_of(cat, home, model, variant)
-    if any(ckpt.glob("*.safetensors")):
-        return read_layout(ckpt).total_bytes, "safetensors headers"
-    base = base_checkpoint_path(cat, home, model)
-    scheme = _variant_scheme(cat, variant)
-    if variant in cat.recipes and any(base.glob("*.safetensors")):
-        recipe = cat.recipes[variant]
-        expect = Expectation(recipe.scheme, int(recipe.resolved()["group_size"]), recipe.ignore_layers)  # type: ignore[call-overload]
-        return sum(predict_bytes(read_layout(base), expect).values()), "predicted from the base and the recipe"
-    params = cat.models[model].params_b
-    if params is None:
-        return None, "unknown (not on disk; no params_b in the catalog)"
-    bpp = 2.0 if scheme == "16-bit" else SCHEMES[scheme].bytes_per_param()
-    return int(params * 1e9 * bpp), f"params_b {params:g} x {bpp:.3g} bytes (decoder only: a lower bound)"
-
-
 def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study: str, device: str) -> StudyPlan:
     """The study's memory and GPU time on `device` (a row of MEASURED: "H200", "CPU")."""
     s = cat.studies[study]
@@ -250,11 +222,8 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
     gpu_gib = profile.cluster.gpu_memory_gib if profile.cluster else 141.0 if device == "H200" else 80.0
     out = StudyPlan(study, device)
     for model, variant in pairs:
-        weights, weights_src = _weights(cat, home, model, variant)
-        config_dir = checkpoint_path_of(cat, home, model, variant)
-        if not (config_dir / "config.json").is_file():
-            config_dir = base_checkpoint_path(cat, home, model)
-        config = read_config(config_dir) if (config_dir / "config.json").is_file() else known_config(cat, model)
+        weights, weights_src = weights_bytes(cat, home, model, variant)
+        config = config_of(cat, home, model, variant)
         kv = kv_cache_bytes(config, serve.max_model_len * serve.auto_tp_sequences) if config else None
         if device == "CPU":
             parallel = ParallelPlan(1, 1, "CPU serving")
@@ -284,7 +253,7 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
             VariantPlan(
                 model,
                 variant,
-                _variant_scheme(cat, variant),
+                variant_scheme(cat, variant),
                 weights,
                 weights_src,
                 kv,
@@ -305,7 +274,7 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
                 tok_s, tok_src = float(earlier["output_tokens_per_s"]), "measured by the last run of this suite"
             else:
                 concurrency, cap_src = _concurrency(bench, weights, config, parallel, gpu_gib, serve, tokens, device)
-                tok_s, tok_src = throughput(device, _variant_scheme(cat, variant), active, concurrency)
+                tok_s, tok_src = throughput(device, variant_scheme(cat, variant), active, concurrency)
                 tok_src += cap_src
                 if tok_s is not None:
                     tok_s *= parallel.gpus  # replicas or a wider TP group: more GPUs, more tokens per second
@@ -337,17 +306,6 @@ def _concurrency(bench, weights, config, parallel, gpu_gib, serve, out_tokens, d
     if fits < wanted:
         return fits, f"; KV cache holds {fits} sequences of {out_tokens + 1000:.0f} tokens"
     return wanted, ""
-
-
-def known_config(cat: Catalog, model: str) -> dict | None:
-    """A hub model's config.json shipped with the package (quant_dag/data/qwen3.5/<name>-config.json), so the KV
-    cache is known before the download."""
-    src = cat.models[model].source.model_dump()
-    hub = src.get("hub")
-    if not hub:
-        return None
-    path = DATA / "qwen3.5" / f"{hub.split('/')[-1]}-config.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _start_s(endpoint_json: Path) -> float | None:

@@ -4,21 +4,24 @@ request a scheduler gets for a quantize or serving step (Ray's `num_gpus`/`num_c
 
 A cluster scheduler places a step before it starts, so the plan is made from what is known beforehand: the
 checkpoint's safetensors headers and config.json when it is on disk, the base checkpoint's layout and the recipe's
-scheme when a quantized variant is not built yet, and the profile's GPU memory. A checkpoint that is nowhere on disk
-yet (a hub model before its first download) is planned on one GPU, and said so: the next run plans it from its size.
+scheme when a quantized variant is not built yet, the catalog's `params_b` and a shipped config.json for a hub model
+before its download, and the profile's GPU memory. A checkpoint of unknown size is planned on one GPU, and said so:
+the next run plans it from its headers.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from quant_dag.catalog.graph import BASE
 from quant_dag.catalog.load import Catalog
+from quant_dag.catalog.schemes import SCHEMES
 from quant_dag.checkpoint.checks import Expectation, predict_bytes
 from quant_dag.checkpoint.layout import read_config, read_layout
 from quant_dag.checkpoint.locate import base_checkpoint_path, checkpoint_path_of
 from quant_dag.gpu import Gpu
-from quant_dag.home import ProjectHome
+from quant_dag.home import DATA, ProjectHome
 from quant_dag.profiles import ResourceProfile
 from quant_dag.serve.plan import auto_tensor_parallel, kv_cache_bytes
 
@@ -81,24 +84,49 @@ def plan_parallel(
     return ParallelPlan(tp, dp, why)
 
 
-def _weights_and_kv(
-    cat: Catalog, home: ProjectHome, model: str, variant: str, tokens: int
-) -> tuple[int | None, int | None]:
-    """Weights bytes and KV bytes of `tokens` tokens, from disk where the checkpoint is, predicted from the base
-    and the recipe where a variant is not built yet; (None, None) when neither is on disk."""
+def known_config(cat: Catalog, model: str) -> dict | None:
+    """A hub model's config.json shipped with the package (quant_dag/data/qwen3.5/<name>-config.json): its KV cache
+    is known before the download."""
+    hub = cat.models[model].source.model_dump().get("hub")
+    path = DATA / "qwen3.5" / f"{hub.split('/')[-1]}-config.json" if hub else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
+
+def config_of(cat: Catalog, home: ProjectHome, model: str, variant: str) -> dict | None:
+    """The variant's config.json, else its base's, else a shipped one; None when none is known."""
+    for path in (checkpoint_path_of(cat, home, model, variant), base_checkpoint_path(cat, home, model)):
+        if (path / "config.json").is_file():
+            return read_config(path)
+    return known_config(cat, model)
+
+
+def weights_bytes(cat: Catalog, home: ProjectHome, model: str, variant: str) -> tuple[int | None, str]:
+    """Weights bytes of a checkpoint and where the number comes from: its safetensors headers when it is on disk,
+    else predicted from the base's headers and the recipe's scheme, else the catalog's `params_b` x the scheme's
+    bytes per parameter; (None, why) when none of these is known."""
     ckpt = checkpoint_path_of(cat, home, model, variant)
-    base = base_checkpoint_path(cat, home, model)
-    config_dir = ckpt if (ckpt / "config.json").is_file() else base if (base / "config.json").is_file() else None
-    if config_dir is None:
-        return None, None
-    kv = kv_cache_bytes(read_config(config_dir), tokens)
     if any(ckpt.glob("*.safetensors")):
-        return read_layout(ckpt).total_bytes, kv
+        return read_layout(ckpt).total_bytes, "safetensors headers"
+    base = base_checkpoint_path(cat, home, model)
     if variant != BASE and variant in cat.recipes and any(base.glob("*.safetensors")):
         recipe = cat.recipes[variant]
         expect = Expectation(recipe.scheme, int(recipe.resolved()["group_size"]), recipe.ignore_layers)  # type: ignore[call-overload]
-        return sum(predict_bytes(read_layout(base), expect).values()), kv
-    return None, kv
+        return sum(predict_bytes(read_layout(base), expect).values()), "predicted from the base and the recipe"
+    params = cat.models[model].params_b
+    if params is None:
+        return None, "unknown (not on disk; no params_b in the catalog)"
+    scheme = variant_scheme(cat, variant)
+    bpp = 2.0 if scheme == "16-bit" else SCHEMES[scheme].bytes_per_param()
+    return int(params * 1e9 * bpp), f"params_b {params:g} x {bpp:.3g} bytes (decoder only: a lower bound)"
+
+
+def variant_scheme(cat: Catalog, variant: str) -> str:
+    """The weights' scheme: "16-bit" for a base, the recipe's or the release's scheme otherwise."""
+    if variant == BASE:
+        return "16-bit"
+    if variant in cat.recipes:
+        return cat.recipes[variant].scheme
+    return cat.third_party[variant].scheme
 
 
 def endpoint_plan(cat: Catalog, home: ProjectHome, profile: ResourceProfile, model: str, variant: str) -> ParallelPlan:
@@ -109,7 +137,9 @@ def endpoint_plan(cat: Catalog, home: ProjectHome, profile: ResourceProfile, mod
     gpu_gib = profile.cluster.gpu_memory_gib if profile.cluster else 80.0
     weights, kv = None, None
     if serve.tensor_parallel_size == "auto":
-        weights, kv = _weights_and_kv(cat, home, model, variant, serve.max_model_len * serve.auto_tp_sequences)
+        weights = weights_bytes(cat, home, model, variant)[0]
+        config = config_of(cat, home, model, variant)
+        kv = kv_cache_bytes(config, serve.max_model_len * serve.auto_tp_sequences) if config else None
     return plan_parallel(
         weights,
         kv,

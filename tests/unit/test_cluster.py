@@ -245,3 +245,16 @@ def test_watchdog_stops_a_step_past_its_time_limit():
     )
     assert "STOPPED the step ran longer than the profile's cluster.step_timeout_s (1 s)" in step.stdout
     assert step.returncode == -15  # still there after the grace period: SIGTERM
+
+
+@pytest.mark.parametrize(("gpu_gib", "tp"), [(80, 1), (20, 2)])
+def test_a_hub_model_is_planned_before_its_download(tmp_path, gpu_gib, tp):
+    """The seed's Qwen3.5-9B: params_b from the catalog, KV from its shipped config.json (8 x 32k tokens: 8 GiB)."""
+    from quant_dag.catalog.load import load_catalog
+    from quant_dag.home import REPO, ProjectHome
+    from quant_dag.serve.placement import endpoint_plan
+
+    profile = cluster_profile(tensor_parallel_size="auto", gpus_per_endpoint=4)
+    profile.cluster.gpu_memory_gib = gpu_gib  # type: ignore[union-attr]
+    plan = endpoint_plan(load_catalog(REPO / "assets"), ProjectHome(tmp_path), profile, "qwen3.5-9b", "base")
+    assert plan.tensor_parallel == tp and "24.8 GiB of weights and KV cache" in plan.why
