@@ -77,8 +77,11 @@ class ServingSession:
             weights = read_layout(self.checkpoint).total_bytes
             kv = kv_cache_bytes(read_config(self.checkpoint), self.options.max_model_len * serve.auto_tp_sequences)
         inv = gpu.inventory()
+        if not inv and "auto" not in (serve.tensor_parallel_size, serve.data_parallel_size):
+            tp, dp = int(serve.tensor_parallel_size), int(serve.data_parallel_size)
+            return ParallelPlan(tp, dp, "set in the profile")  # the lease says whether the GPUs exist
         if not inv:
-            raise gpu.NoGpuAvailable("no GPU on this host (nvidia-smi lists none)")
+            raise gpu.NoGpuAvailable("tensor/data parallel `auto` needs the host's GPUs; nvidia-smi lists none")
         return plan_parallel(
             weights,
             kv,

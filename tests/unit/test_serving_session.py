@@ -80,3 +80,15 @@ def test_auto_tensor_parallel_sizes_the_kv_cache_of_the_real_config(
     assert s.options.tensor_parallel_size == expected and s.options.data_parallel_size == 1
     assert any(line.startswith(f"parallel plan: TP {expected} x DP 1") for line in s.logs)  # type: ignore[attr-defined]
     assert s.new_record().flags.count("--tensor-parallel-size") == (expected > 1)
+
+
+def test_a_fixed_plan_needs_no_inventory_and_auto_says_why_it_does(qwen35_9b_config, tmp_path, monkeypatch):
+    from quant_dag.gpu import NoGpuAvailable
+
+    monkeypatch.setenv("QUANT_DAG_GPUS", "[]")
+    s = session(qwen35_9b_config, tmp_path, "gpu-node", ModelServe(), tensor_parallel_size=2)
+    plan = s.plan_on_host()
+    assert (plan.tensor_parallel, plan.data_parallel, plan.why) == (2, 1, "set in the profile")
+    s = session(qwen35_9b_config, tmp_path, "gpu-node", ModelServe(), tensor_parallel_size="auto")
+    with pytest.raises(NoGpuAvailable, match="nvidia-smi lists none"):
+        s.plan_on_host()
