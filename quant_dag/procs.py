@@ -250,8 +250,9 @@ def watch_step(
     running otherwise: seen with Ray 2.60, a killed raylet left its jobs' processes alive) or when the step has run
     `timeout_s`. `on_fire` gets the reason first; then StepStopped(reason) is raised in the main thread, so the
     step fails with the reason as its error and its `with` blocks stop what they started (the vLLM server); a
-    process still alive `grace_s` later (the main thread stuck in a call) gets SIGTERM. None when there is
-    nothing to watch."""
+    process still alive `grace_s` later (the main thread stuck in a call) gets SIGTERM, and SIGKILL `grace_s` after
+    that (a SIGTERM ignored by an inherited disposition was seen in a test run). None when there is nothing to
+    watch."""
     if node_pid is None and timeout_s is None:
         return None
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
@@ -268,7 +269,12 @@ def watch_step(
             on_fire(reason)
             _raise_in_main_thread(reason)
             time.sleep(grace_s)
+            # the main thread is stuck: SIGTERM (deliverable to this thread even where an inherited mask blocks it
+            # elsewhere), then SIGKILL if it is ignored; the vLLM guard takes the server down either way
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(grace_s)
+            os.kill(os.getpid(), signal.SIGKILL)
             return
 
     thread = threading.Thread(target=loop, name="quant-dag-step-watchdog", daemon=True)
