@@ -139,3 +139,9 @@ def assigned(count: int) -> Lease:
         )
     known = {g.index: g for g in inventory()}
     return Lease([known.get(i, Gpu(i, "reserved by the scheduler", 0)) for i in ids[:count]])
+
+
+def hold(count: int, lock_dir: Path, *, scheduler_assigned: bool) -> contextlib.AbstractContextManager[Lease]:
+    """The GPUs a step works on: those a cluster scheduler reserved for it (`assigned`), else exclusive leases on
+    this host (`lease`)."""
+    return contextlib.nullcontext(assigned(count)) if scheduler_assigned else lease(count, lock_dir)

@@ -24,8 +24,10 @@ from quant_dag.catalog.load import Catalog
 from quant_dag.catalog.schema import Benchmark
 from quant_dag.checkpoint.layout import read_layout
 from quant_dag.checkpoint.locate import base_checkpoint_path
+from quant_dag.evaluate.types import BenchmarkSummary
 from quant_dag.home import ProjectHome
 from quant_dag.profiles import ResourceProfile
+from quant_dag.serve.endpoint import load_record
 from quant_dag.serve.placement import ParallelPlan, config_of, plan_parallel, variant_scheme, weights_bytes
 from quant_dag.serve.plan import kv_cache_bytes
 
@@ -187,11 +189,11 @@ def mean_output_tokens(
     return float(cap), "max_tokens (no earlier records: an upper bound)"
 
 
-def _summary(home: ProjectHome, model: str, variant: str, suite: str) -> dict | None:
+def _summary(home: ProjectHome, model: str, variant: str, suite: str) -> BenchmarkSummary | None:
     path = home.artifacts(graph.benchmark(model, variant, suite)) / graph.SUMMARY_FILE
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return BenchmarkSummary.from_json(path.read_text())
+    except (OSError, ValueError, TypeError):
         return None
 
 
@@ -242,8 +244,7 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
         base = base_checkpoint_path(cat, home, model)
         if active is None and any(base.glob("*.safetensors")):  # a local model: 16-bit bytes / 2
             active = read_layout(base).total_bytes / 2 / 1e9
-        endpoint = home.artifacts(graph.endpoint(model, variant)) / graph.ENDPOINT_FILE
-        measured_start = _start_s(endpoint)
+        measured_start = _start_s(home.artifacts(graph.endpoint(model, variant)))
         start, start_src = (
             (measured_start, "measured start of this endpoint")
             if measured_start
@@ -269,9 +270,9 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
             modes = len(bench.thinking)
             requests = None if samples is None else samples * bench.repeats * modes
             tokens, tokens_src = mean_output_tokens(cat, home, model, variant, suite, pairs)
-            earlier = _summary(home, model, variant, suite) or {}
-            if earlier.get("output_tokens_per_s"):
-                tok_s, tok_src = float(earlier["output_tokens_per_s"]), "measured by the last run of this suite"
+            earlier = _summary(home, model, variant, suite)
+            if earlier is not None and earlier.output_tokens_per_s:
+                tok_s, tok_src = float(earlier.output_tokens_per_s), "measured by the last run of this suite"
             else:
                 concurrency, cap_src = _concurrency(bench, weights, config, parallel, gpu_gib, serve, tokens, device)
                 tok_s, tok_src = throughput(device, variant_scheme(cat, variant), active, concurrency)
@@ -308,11 +309,13 @@ def _concurrency(bench, weights, config, parallel, gpu_gib, serve, out_tokens, d
     return wanted, ""
 
 
-def _start_s(endpoint_json: Path) -> float | None:
+def _start_s(endpoint_dir: Path) -> float | None:
+    """The endpoint's last measured start (serve.endpoint's record), None when it never started."""
     try:
-        return float(json.loads(endpoint_json.read_text()).get("start_s") or 0) or None
-    except (OSError, ValueError):
+        record = load_record(endpoint_dir)
+    except (OSError, ValueError, TypeError):
         return None
+    return (record.start_s or None) if record else None
 
 
 def _gib(b: int | None) -> str:

@@ -107,15 +107,12 @@ def recipe_asset(
             artifacts / graph.RECIPE_FILE, {"name": recipe_name, "hash": recipe_hash, "resolved": resolved}
         )
         on_gpu = profile.device != "cpu"
-        if on_gpu and run_profile.cluster:  # the scheduler reserved the GPUs: no lock on this host
-            leasing: contextlib.AbstractContextManager[gpu.Lease | None] = contextlib.nullcontext(
-                gpu.assigned(profile.gpus)
-            )
-        elif on_gpu:
-            leasing = gpu.lease(profile.gpus, home.root / "locks")
-        else:
-            leasing = contextlib.nullcontext()
-        with leasing as held:
+        on_cluster = run_profile.cluster is not None  # the scheduler reserved the GPUs: no lock on this host
+        with (
+            gpu.hold(profile.gpus, home.root / "locks", scheduler_assigned=on_cluster)
+            if on_gpu
+            else contextlib.nullcontext()
+        ) as held:
             env = {**profile.env, **(held.env() if held else {})}
             report = preflight(probe_fla=on_gpu, env=env, on_log=context.log.debug)
             plan = plan_device(

@@ -132,7 +132,7 @@ def variant_scheme(cat: Catalog, variant: str) -> str:
 def endpoint_plan(cat: Catalog, home: ProjectHome, profile: ResourceProfile, model: str, variant: str) -> ParallelPlan:
     """The parallel plan of `endpoint/<model>/<variant>` under `profile`, before any step runs."""
     serve = profile.serve
-    if profile.quantize.device == "cpu" and not (profile.cluster and profile.cluster.declared_gpus):
+    if not gpu_steps(profile):
         return ParallelPlan(1, 1, "CPU serving")
     gpu_gib = profile.cluster.gpu_memory_gib if profile.cluster else 80.0
     weights, kv = None, None
@@ -176,15 +176,18 @@ class StepResources:
         return {"containers": [{"name": name, "image": image, "resources": self.container_resources()}]}
 
 
+def gpu_steps(profile: ResourceProfile) -> bool:
+    """Whether quantize and serving steps hold GPUs: on a CUDA profile, or on a cluster whose nodes declare GPUs."""
+    return profile.quantize.device != "cpu" or bool(profile.cluster and profile.cluster.declared_gpus)
+
+
+def _step_cpus(profile: ResourceProfile) -> float:
+    return profile.cluster.step_cpus if profile.cluster else 1.0
+
+
 def quantize_resources(profile: ResourceProfile) -> StepResources:
-    cluster = profile.cluster
-    cpus = cluster.step_cpus if cluster else 1.0
-    on_gpu = profile.quantize.device != "cpu" or bool(cluster and cluster.declared_gpus)
-    return StepResources(cpus, profile.quantize.gpus if on_gpu else 0)
+    return StepResources(_step_cpus(profile), profile.quantize.gpus if gpu_steps(profile) else 0)
 
 
 def serve_resources(profile: ResourceProfile, plan: ParallelPlan) -> StepResources:
-    cluster = profile.cluster
-    cpus = cluster.step_cpus if cluster else 1.0
-    on_gpu = profile.quantize.device != "cpu" or bool(cluster and cluster.declared_gpus)
-    return StepResources(cpus, plan.gpus if on_gpu else 0)
+    return StepResources(_step_cpus(profile), plan.gpus if gpu_steps(profile) else 0)

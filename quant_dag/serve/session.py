@@ -109,11 +109,9 @@ class ServingSession:
         server stops and the lease is released on every exit path."""
         with contextlib.ExitStack() as stack:
             gpus = self.options.tensor_parallel_size * self.options.data_parallel_size
-            if self.device != "cpu" and self.profile.cluster:  # the scheduler reserved them
-                self.lease = gpu.assigned(gpus)
-                self.options.env.update(self.lease.env())
-            elif self.device != "cpu":
-                self.lease = stack.enter_context(gpu.lease(gpus, self.locks_dir))
+            if self.device != "cpu":  # on a cluster the scheduler reserved them; on one host, file locks
+                on_cluster = self.profile.cluster is not None
+                self.lease = stack.enter_context(gpu.hold(gpus, self.locks_dir, scheduler_assigned=on_cluster))
                 self.options.env.update(self.lease.env())
             srv = stack.enter_context(VllmServer(self.checkpoint, self.options, Path(record.log), python=self.python))
             self.server_info = {

@@ -91,24 +91,17 @@ def test_earlier_records_and_measured_throughput_win(tmp_path):
     assert suite.output_tok_s == 50.0 and suite.seconds == pytest.approx(50 * 200 / 50.0)
 
 
+def plan_cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "quant_dag.cli", "plan", "qwen3.5", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
 def test_plan_command_prints_memory_and_gpu_hours():
-    proc = subprocess.run(
-        [sys.executable, "-m", "quant_dag.cli", "plan", "qwen3.5", "--home", "/nonexistent-home"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    proc = plan_cli("--home", "/nonexistent-home")
     assert proc.returncode == 0, proc.stderr
     assert "qwen3.5-27b/official-fp8-27b" in proc.stdout and "Total:" in proc.stdout
     assert "aime25:" in proc.stdout and "livecodebench: unknown" in proc.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "quant_dag.cli", "plan", "qwen3.5", "--device", "TPU"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    bad = plan_cli("--device", "TPU")
     assert bad.returncode == 2 and "known: CPU, H200" in bad.stderr
 
 
