@@ -6,8 +6,12 @@
 One vLLM server (quant_dag.serve, the project's profile). Each round runs, alternately, vLLM's own benchmark
 client (`vllm.benchmarks.serve`, backend openai-chat, random dataset, ignore_eos) and quant_dag's evaluator
 (quant_dag.evaluate.engine.evaluate, chat completions, the same prompt count, input and output lengths, ignore_eos,
-the same concurrency, scoring on, records journaled). The figure is the ratio of output-token throughput,
-evaluator / vllm bench (1.0: the evaluator adds no client-side cost). Prints one JSON line per run and the ratio.
+the same concurrency, scoring on, records journaled). Both send the same kind of prompts: the evaluator's come
+from vLLM's own random dataset (`get_samples`, exact token lengths), and every run draws new ones (its own seed),
+so no run is served from the prefix cache of an earlier one. The figure is the ratio of output-token throughput,
+evaluator / vllm bench (1.0: the evaluator adds no client-side cost). The evaluator's time is its whole
+`evaluate()` call (planning, scoring and journaling the last answers included); `vllm bench serve` reports its
+request phase only. Prints one JSON line per run and the ratio.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -29,6 +32,17 @@ from quant_dag.evaluate.types import Sample
 from quant_dag.profiles import load_profile
 from quant_dag.serve.server import ServeOptions, VllmServer
 
+VLLM_PROMPTS = """
+import json, sys
+from vllm.benchmarks.datasets import get_samples
+from vllm.benchmarks.serve import add_cli_args
+from vllm.tokenizers import get_tokenizer
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+p = FlexibleArgumentParser(); add_cli_args(p)
+a = p.parse_args(sys.argv[1:])
+tok = get_tokenizer(a.tokenizer, tokenizer_mode=a.tokenizer_mode, trust_remote_code=a.trust_remote_code)
+print("@@prompts " + json.dumps([r.prompt for r in get_samples(a, tok)]))
+"""
 VLLM_BENCH = """
 import json, sys
 from vllm.benchmarks.serve import add_cli_args, main
@@ -39,18 +53,8 @@ print("@@result " + json.dumps({k: v for k, v in r.items() if isinstance(v, (int
 """
 
 
-def random_prompts(checkpoint: Path, n: int, input_len: int, seed: int) -> list[str]:
-    """Text of about `input_len` tokens: random token ids decoded, like vLLM's random dataset."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
-    rng = random.Random(seed)
-    vocab = tok.get_vocab_size()
-    return [tok.decode([rng.randrange(1000, vocab - 1000) for _ in range(input_len)]) for _ in range(n)]
-
-
-def run_vllm_bench(srv: VllmServer, checkpoint: Path, args: argparse.Namespace) -> dict:
-    argv = [
+def bench_argv(srv: VllmServer, checkpoint: Path, args: argparse.Namespace, seed: int) -> list[str]:
+    return [
         "--backend",
         "openai-chat",
         "--endpoint",
@@ -73,9 +77,21 @@ def run_vllm_bench(srv: VllmServer, checkpoint: Path, args: argparse.Namespace) 
         str(args.concurrency),
         "--ignore-eos",
         "--seed",
-        str(args.seed),
+        str(seed),
         "--disable-tqdm",
     ]
+
+
+def vllm_random_prompts(argv: list[str]) -> list[str]:
+    """The prompts `vllm bench serve` would send for these arguments: its random dataset, its tokenizer."""
+    proc = subprocess.run([sys.executable, "-c", VLLM_PROMPTS, *argv], capture_output=True, text=True)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("@@prompts ")), None)
+    if line is None:
+        raise RuntimeError(f"vLLM's random dataset failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(line.removeprefix("@@prompts "))
+
+
+def run_vllm_bench(srv: VllmServer, argv: list[str]) -> dict:
     env = {**os.environ, "OPENAI_API_KEY": srv.api_key}
     proc = subprocess.run([sys.executable, "-c", VLLM_BENCH, *argv], capture_output=True, text=True, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("@@result ")), None)
@@ -89,6 +105,7 @@ def run_vllm_bench(srv: VllmServer, checkpoint: Path, args: argparse.Namespace) 
         "completed": r["completed"],
         "wall_s": r["duration"],
         "output_tokens": r["total_output_tokens"],
+        "input_tokens": r["total_input_tokens"],
     }
 
 
@@ -116,6 +133,7 @@ def run_evaluator(srv: VllmServer, prompts: list[str], args: argparse.Namespace,
         "completed": len(out.records) - errors,
         "wall_s": wall,
         "output_tokens": tokens,
+        "input_tokens": sum(r["prompt_tokens"] or 0 for r in out.records),
     }
 
 
@@ -134,11 +152,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         options = ServeOptions.from_profile(load_profile(args.profile).serve, tmp / "cache")
-        prompts = random_prompts(args.checkpoint, args.prompts, args.input_len, args.seed)
         with VllmServer(args.checkpoint, options, tmp / "vllm.log") as srv:
-            run_vllm_bench(srv, args.checkpoint, argparse.Namespace(**{**vars(args), "prompts": 8}))  # warm-up
+            warm = argparse.Namespace(**{**vars(args), "prompts": 8})
+            run_vllm_bench(srv, bench_argv(srv, args.checkpoint, warm, args.seed + 1000))  # warm-up
             for i in range(args.rounds):
-                for result in (run_vllm_bench(srv, args.checkpoint, args), run_evaluator(srv, prompts, args, tmp, i)):
+                # a seed per run: new prompts each time, none served from an earlier run's prefix cache
+                ours_argv = bench_argv(srv, args.checkpoint, args, args.seed + 2 * i + 1)
+                prompts = vllm_random_prompts(ours_argv)
+                for result in (
+                    run_vllm_bench(srv, bench_argv(srv, args.checkpoint, args, args.seed + 2 * i)),
+                    run_evaluator(srv, prompts, args, tmp, i),
+                ):
                     print(json.dumps({"round": i, **result}), flush=True)
                     rows[result["client"]].append(result["output_tok_s"])
     vllm, ours = statistics.median(rows["vllm bench serve"]), statistics.median(rows["quant_dag evaluator"])

@@ -106,7 +106,8 @@ def test_one_suite_edit_changes_exactly_its_benchmarks(tmp_path):
     after = {k: s.code_version for k, s in specs(edited).items()}
     changed = {k for k in before if before[k] != after[k]}
     assert changed and all(k.startswith("benchmark/") and k.endswith("/basic-mc") for k in changed)
-    assert len(changed) == 9  # smollm2: base + 3 recipes; tiny-qwen3.5: base + 2 recipes; its MoE twin: base + 1
+    # demo: smollm2 base + 3 recipes, tiny-qwen3.5 base + 2, its MoE twin base + 1; gpu-smoke: 2 + 2 more variants
+    assert len(changed) == 13
 
 
 def test_every_quantized_variant_has_blocking_checks():
@@ -203,15 +204,26 @@ def test_a_change_of_the_device_flag_rules_reruns_gpu_endpoints_only(monkeypatch
 def test_summary_depends_on_every_benchmark_of_its_study():
     s = specs()
     deps = {d.asset_key.to_user_string() for d in s["summary/demo"].deps}
-    assert deps == {
-        k
-        for k in s
-        if k.startswith(("benchmark/smollm2-135m/", "benchmark/tiny-qwen3.5/", "benchmark/tiny-qwen3.5-moe/"))
-    }
+    demo_variants = (
+        "smollm2-135m/base/",
+        "smollm2-135m/w4a16-rtn-g32/",
+        "smollm2-135m/w4a16-light-g32/",
+        "smollm2-135m/w8a16-rtn-g64/",
+        "tiny-qwen3.5/base/",
+        "tiny-qwen3.5/w4a16-rtn-g32/",
+        "tiny-qwen3.5/w4a16-rtn-g32-keep-linear-attn/",
+        "tiny-qwen3.5-moe/base/",
+        "tiny-qwen3.5-moe/w4a16-rtn-g32-keep-shared-expert/",
+    )
+    assert deps == {k for k in s if k.startswith(tuple(f"benchmark/{v}" for v in demo_variants))}
     assert len(deps) == 9 * 3
+    # gpu-smoke shares the tiny models' bases with the demo, not the demo's variants or its HumanEval suite
+    smoke = {d.asset_key.to_user_string() for d in s["summary/gpu-smoke"].deps}
+    assert len(smoke) == 6 * 2 and not any(k.endswith("/humaneval") for k in smoke)
+    assert "benchmark/tiny-qwen3.5/base/arithmetic" in smoke and not smoke & (deps - {k for k in deps if "/base/" in k})
     defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"))
     keys = {k.to_user_string() for k in defs.resolve_job_def("study_demo").asset_layer.selected_asset_keys}
-    assert "summary/demo" in keys and "summary/qwen3.5" not in keys
+    assert "summary/demo" in keys and "summary/qwen3.5" not in keys and "summary/gpu-smoke" not in keys
 
 
 def test_automation_sensor_runs_by_default_and_the_nightly_schedule_waits_to_be_turned_on():
@@ -229,14 +241,17 @@ def test_automation_sensor_runs_by_default_and_the_nightly_schedule_waits_to_be_
 def test_the_readme_command_turns_the_nightly_schedule_on(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "QUANT_DAG_HOME": str(tmp_path / "home")}
     dagster = [str(Path(sys.executable).parent / "dagster"), "schedule"]
-    run = lambda *args: subprocess.run(
-        [*dagster, *args, "-m", "quant_dag.definitions"],
-        cwd=REPO,
-        env=env,  # noqa: E731
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*dagster, *args, "-m", "quant_dag.definitions"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     started = run("start", "observe_vllm_runtime_schedule")
     assert started.returncode == 0, started.stdout + started.stderr
     listed = run("list")

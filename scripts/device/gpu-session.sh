@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# On the GPU machine (project root, after scripts/device/unpack.sh): one device session's GPU work, in the
+# background and resumable, so it outlives the device's 10-minute commands:
+#
+#   setsid bash scripts/device/gpu-session.sh RUN_DIR [STEP...] > /dev/null 2>&1 < /dev/null &
+#   bash scripts/device/gpu-poll.sh RUN_DIR SECONDS      # waits, prints progress, copies results to $OUT
+#
+# Steps, in order (a finished step is skipped on a re-run):
+#   throughput  bench/evaluator_throughput.py on a Qwen3-8B-shaped random model (the evaluator vs vllm bench serve)
+#   study       `quant-dag plan` then `quant-dag run gpu-smoke --profile gpu-node` (Dagster, CUDA AutoRound, vLLM),
+#               then `quant-dag plan` again on what the run recorded; the home is RUN_DIR/../qd-home
+#   q9b         a Qwen3.5-9B-shaped random model (8 of its 32 layers, vision tower included): AutoRound light
+#               W4A16 on CUDA (time, peak GPU memory), then its start on vLLM
+set -uo pipefail
+RUN=${1:?RUN_DIR}; shift
+STEPS=${*:-throughput study q9b}
+export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+# NVLink multicast stays off (the device's rule), in every process started from here
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+# Triton's autotuning results on disk: the Gated DeltaNet kernels' autotuning was most of a Qwen3.5 server's
+# start (88 of 194 s on the H200); with this, servers after the first reuse it (measured by this session)
+export TRITON_CACHE_AUTOTUNING=1
+export QUANT_DAG_HOME=${QUANT_DAG_HOME:-$(dirname "$RUN")/qd-home}
+mkdir -p "$RUN" "$QUANT_DAG_HOME"
+note() { echo "$(date +%T) $*" >> "$RUN/progress"; }
+for step in $STEPS; do
+  [ -f "$RUN/$step.done" ] && continue
+  note "start $step"
+  case $step in
+    throughput)
+      [ -f /root/m8b/config.json ] || python3 -m bench.random_model /root/m8b > "$RUN/random_model.log" 2>&1
+      python3 -m bench.evaluator_throughput /root/m8b --prompts 384 --input-len 512 --output-len 1024 \
+        --concurrency 128 --rounds 2 --profile gpu-node > "$RUN/throughput.log" 2>&1
+      rc=$? ;;
+    study)
+      # the tiny models, built on the CPU and carried (scripts/device/stage-project.sh ... HOME_DIR)
+      [ -d .device-carry/home ] && cp -rn .device-carry/home/. "$QUANT_DAG_HOME"/
+      python3 -m quant_dag.cli.main plan gpu-smoke --profile gpu-node > "$RUN/plan-before.txt" 2>&1
+      python3 -m quant_dag.cli.main run gpu-smoke --profile gpu-node > "$RUN/study.log" 2>&1
+      rc=$?
+      python3 -m quant_dag.cli.main plan gpu-smoke --profile gpu-node > "$RUN/plan-after.txt" 2>&1 ;;
+    q9b)
+      [ -f /root/q9b/config.json ] || python3 -m bench.random_model /root/q9b --shape qwen3.5-9b --layers 8 \
+        > "$RUN/q9b-model.log" 2>&1
+      python3 -m bench.gpu_quantize --checkpoint /root/q9b --preset light --cases 1,3 --nsamples 128 --seqlen 256 \
+        --out /root/q9b-quantize > "$RUN/q9b-quantize.log" 2>&1
+      rc=$?
+      cp /root/q9b-quantize/results.json "$RUN/q9b-quantize.json" 2>/dev/null
+      q=$(ls -d /root/q9b-quantize/q/*/ 2>/dev/null | head -1)
+      [ -n "$q" ] && python3 -m bench.serve_start "$q" --repeats 1 --profile gpu-node --device cuda \
+        --log-dir "$RUN/q9b-serve" > "$RUN/q9b-serve.log" 2>&1 ;;
+    *) echo "unknown step $step" >> "$RUN/progress"; rc=2 ;;
+  esac
+  note "end $step rc=$rc"
+  touch "$RUN/$step.done"
+done
+touch "$RUN/all.done"
