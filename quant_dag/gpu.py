@@ -92,11 +92,48 @@ def _release(files: list[IO[str]]) -> None:
         f.close()
 
 
+LEDGER = "ledger.jsonl"  # in the lock folder: one line per lease held, the GPU time a study really took
+
+
+def ledger(lock_dir: Path) -> list[dict]:
+    """Every lease released so far under `lock_dir`: label, GPUs, when, seconds held and seconds waited."""
+    path = lock_dir / LEDGER
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().startswith("{")]
+
+
+def _account(lock_dir: Path, label: str, gpus: list[Gpu], started_at: float, held_s: float, waited_s: float) -> None:
+    line = json.dumps(
+        {
+            "label": label,
+            "gpus": [g.index for g in gpus],
+            "pid": os.getpid(),
+            "started_at": round(started_at, 3),
+            "held_s": round(held_s, 3),
+            "waited_s": round(waited_s, 3),
+        }
+    )
+    fd = os.open(lock_dir / LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())  # one short O_APPEND write: whole lines even with leases in parallel
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def lease(
-    count: int, lock_dir: Path, *, gpus: list[Gpu] | None = None, timeout_s: float = 3600, poll_s: float = 2.0
+    count: int,
+    lock_dir: Path,
+    *,
+    gpus: list[Gpu] | None = None,
+    timeout_s: float = 3600,
+    poll_s: float = 2.0,
+    label: str = "",
 ) -> Iterator[Lease]:
-    """Hold `count` GPUs exclusively for the block; wait up to `timeout_s` for them to be free."""
+    """Hold `count` GPUs exclusively for the block; wait up to `timeout_s` for them to be free. Each lease is
+    accounted in the lock folder's ledger (`label`, usually the asset key, says what held the GPUs)."""
+    asked = time.monotonic()
     gpus = inventory() if gpus is None else gpus
     if count > len(gpus):
         raise NoGpuAvailable(f"{count} GPU(s) requested, {len(gpus)} on this machine")
@@ -112,6 +149,7 @@ def lease(
                 break
         files = [f for _, f in held]
         if len(held) == count:
+            got, started_at = time.monotonic(), time.time()
             try:
                 for f in files:
                     f.truncate(0)
@@ -119,7 +157,10 @@ def lease(
                     f.flush()
                 yield Lease([g for g, _ in held])
             finally:
-                _release(files)
+                try:
+                    _account(lock_dir, label, [g for g, _ in held], started_at, time.monotonic() - got, got - asked)
+                finally:
+                    _release(files)
             return
         _release(files)
         if time.monotonic() > deadline:
@@ -141,7 +182,9 @@ def assigned(count: int) -> Lease:
     return Lease([known.get(i, Gpu(i, "reserved by the scheduler", 0)) for i in ids[:count]])
 
 
-def hold(count: int, lock_dir: Path, *, scheduler_assigned: bool) -> contextlib.AbstractContextManager[Lease]:
+def hold(
+    count: int, lock_dir: Path, *, scheduler_assigned: bool, label: str = ""
+) -> contextlib.AbstractContextManager[Lease]:
     """The GPUs a step works on: those a cluster scheduler reserved for it (`assigned`), else exclusive leases on
-    this host (`lease`)."""
-    return contextlib.nullcontext(assigned(count)) if scheduler_assigned else lease(count, lock_dir)
+    this host (`lease`, accounted in the ledger under `label`)."""
+    return contextlib.nullcontext(assigned(count)) if scheduler_assigned else lease(count, lock_dir, label=label)

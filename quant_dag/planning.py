@@ -206,7 +206,7 @@ def mean_output_tokens(
 ) -> tuple[float, str]:
     """Mean completion tokens per request from earlier records (this variant, the model's other variants, any
     model), else the suite's max_tokens."""
-    candidates = [(model, variant, "earlier records of this variant")]
+    candidates = [(model, variant, "earlier records of this variant")] if pairs else []  # no pairs: no history
     candidates += [(m, v, f"earlier records of {m}/{v}") for m, v in pairs if m == model and v != variant]
     candidates += [(m, v, f"earlier records of {m}/{v}") for m, v in pairs if m != model]
     for m, v, src in candidates:
@@ -244,8 +244,11 @@ def throughput(device: str, scheme: str, active_params_b: float | None, concurre
     return tok_s, why
 
 
-def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study: str, device: str) -> StudyPlan:
-    """The study's memory and GPU time on `device` (a row of MEASURED: "H200", "CPU")."""
+def plan_study(
+    cat: Catalog, home: ProjectHome, profile: ResourceProfile, study: str, device: str, *, history: bool = True
+) -> StudyPlan:
+    """The study's memory and GPU time on `device` (a row of MEASURED: "H200", "CPU"). history=False ignores what
+    earlier runs recorded (build times, starts, tokens, throughput): the plan as it was before the first run."""
     s = cat.studies[study]
     pairs = graph.study_served(cat, study)
     serve = profile.serve
@@ -275,8 +278,8 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
         params_b = entry.params_b
         if params_b is None and any(base.glob("*.safetensors")):
             params_b = read_layout(base).total_bytes / 2 / 1e9
-        quantize_s, quantize_src = quantize_seconds(cat, home, model, variant, device, config, params_b)
-        measured_start = _start_s(home.artifacts(graph.endpoint(model, variant)))
+        quantize_s, quantize_src = quantize_seconds(cat, home, model, variant, device, config, params_b, history)
+        measured_start = _start_s(home.artifacts(graph.endpoint(model, variant))) if history else None
         start, start_src = (
             (measured_start, "measured start of this endpoint")
             if measured_start
@@ -303,8 +306,8 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
             samples, samples_src = sample_count(bench, cat.root)
             modes = len(bench.thinking)
             requests = None if samples is None else samples * bench.repeats * modes
-            tokens, tokens_src = mean_output_tokens(cat, home, model, variant, suite, pairs)
-            earlier = _summary(home, model, variant, suite)
+            tokens, tokens_src = mean_output_tokens(cat, home, model, variant, suite, pairs if history else [])
+            earlier = _summary(home, model, variant, suite) if history else None
             if earlier is not None and earlier.output_tokens_per_s:
                 tok_s, tok_src = float(earlier.output_tokens_per_s), "measured by the last run of this suite"
             else:
@@ -330,7 +333,14 @@ def plan_study(cat: Catalog, home: ProjectHome, profile: ResourceProfile, study:
 
 
 def quantize_seconds(
-    cat: Catalog, home: ProjectHome, model: str, variant: str, device: str, config: dict | None, params_b: float | None
+    cat: Catalog,
+    home: ProjectHome,
+    model: str,
+    variant: str,
+    device: str,
+    config: dict | None,
+    params_b: float | None,
+    history: bool = True,
 ) -> tuple[float | None, str]:
     """GPU seconds to build a recipe's variant: the last build's own time (the worker records it), else a measured
     per-layer tuning time scaled by the layer's parameters, the iterations and the tokens per iteration, plus a
@@ -338,8 +348,9 @@ def quantize_seconds(
     if variant == BASE or variant not in cat.recipes:
         return None, ""
     try:
-        info = json.loads((checkpoint_path_of(cat, home, model, variant) / "quant_dag_quantize.json").read_text())
-        return float(info["quantize_seconds"]), "measured by the last build of this variant"
+        if history:
+            info = json.loads((checkpoint_path_of(cat, home, model, variant) / "quant_dag_quantize.json").read_text())
+            return float(info["quantize_seconds"]), "measured by the last build of this variant"
     except (OSError, ValueError, KeyError, TypeError):
         pass
     r = cat.recipes[variant].resolved()
@@ -361,6 +372,51 @@ def quantize_seconds(
         f"{m.seconds_per_layer} s per layer of {m.layer_params_b}B ({m.source}{where}) scaled to {layers} layers of "
         f"{layer_b:.3g}B, {iters} iters of {batch_tokens} tokens, + {QUANTIZE_OVERHEAD_S:.0f} s per run",
     )
+
+
+def measured_gpu_seconds(cat: Catalog, home: ProjectHome, study: str) -> dict[str, float]:
+    """GPU-seconds each of the study's GPU steps really held, from the lease ledger (quant_dag.gpu): the last
+    lease of each quantized/... and endpoint/... key of the study (a re-run replaces a step's earlier lease)."""
+    from quant_dag.gpu import ledger  # stdlib only: nvidia-smi is not called for the ledger
+
+    wanted = {"/".join(graph.quantized(m, v)) for m, v in cat.study_variants(study)}
+    wanted |= {"/".join(graph.endpoint(m, v)) for m, v in graph.study_served(cat, study)}
+    last: dict[str, float] = {}
+    for entry in ledger(home.root / "locks"):
+        if entry.get("label") in wanted:
+            last[entry["label"]] = float(entry["held_s"]) * len(entry.get("gpus") or [0])
+    return last
+
+
+def format_check(prior: StudyPlan, measured: dict[str, float]) -> str:
+    """The plan made without any history next to the GPU time the study's steps held (the ledger). The totals
+    compare the steps that have both numbers, and say how many lack one (not run, run on a cluster, or of
+    unknown size before the run)."""
+    rows: list[tuple[str, float | None]] = []
+    for v in prior.variants:
+        if v.quantize_source:
+            rows.append(("/".join(graph.quantized(v.model, v.variant)), v.quantize_s))
+        suites = [p.seconds for p in prior.suites if (p.model, p.variant) == (v.model, v.variant)]
+        serve = None if None in suites else (v.start_s + sum(s or 0.0 for s in suites)) * v.parallel.gpus
+        rows.append(("/".join(graph.endpoint(v.model, v.variant)), serve))
+    w = max(len(k) for k, _ in rows)
+    lines = ["", "Plan (no history) vs the GPU time the last run held (lease ledger):"]
+    lines.append(f"  {'step':<{w}} {'planned s':>10} {'held s':>9}")
+    for key, planned in rows:
+        held = f"{measured[key]:.0f}" if key in measured else "-"
+        lines.append(f"  {key:<{w}} {'?' if planned is None else f'{planned:.0f}':>10} {held:>9}")
+    both = [(planned, measured[key]) for key, planned in rows if key in measured and planned is not None]
+    planned_total, held_total = sum(p for p, _ in both), sum(h for _, h in both)
+    if not held_total:
+        lines.append("  nothing in the ledger for this study yet")
+    else:
+        lacking = len(rows) - len(both)
+        lines.append(
+            f"  total of {len(both)} step(s): planned {_hours(planned_total / 3600)} GPU-h, held "
+            f"{_hours(held_total / 3600)} GPU-h: planned/held {planned_total / held_total:.2f}"
+            + (f" ({lacking} step(s) without both numbers)" if lacking else "")
+        )
+    return "\n".join(lines)
 
 
 def _concurrency(bench, weights, config, parallel, gpu_gib, serve, out_tokens, device) -> tuple[int, str]:

@@ -9,7 +9,7 @@ from quant_dag.cli.base import CLISubcommand, add_shared_options, study_args
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from quant_dag.planning import MEASURED, format_plan, plan_study
+    from quant_dag.planning import MEASURED, format_check, format_plan, measured_gpu_seconds, plan_study
     from quant_dag.profiles import load_profile
 
     home, cat = study_args(args)
@@ -26,6 +26,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"no measured throughput for device {device!r} (known: {', '.join(devices)})", file=sys.stderr)
         return 2
     print(format_plan(plan_study(cat, home, profile, args.study, device)))
+    if args.check:
+        prior = plan_study(cat, home, profile, args.study, device, history=False)
+        print(format_check(prior, measured_gpu_seconds(cat, home, args.study)))
     return 0
 
 
@@ -41,6 +44,11 @@ class PlanCommand(CLISubcommand):
             parser, "catalog", "home", "profile", profile_help="resource profile to plan for (default: gpu-node)"
         )
         parser.add_argument("--device", default=None, help="GPU to plan for (default: H200, CPU for a CPU profile)")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="also compare the plan made without history with the GPU time the last run's steps held",
+        )
         return parser
 
     def cmd(self, args: argparse.Namespace) -> int:

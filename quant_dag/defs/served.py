@@ -347,6 +347,7 @@ def served_variant(
             python=python,
             cache_dir=home.root / "cache",
             locks_dir=home.root / "locks",
+            label="/".join(ekey.path),
             log=context.log.info,
         )
         servable = session.servability.servable

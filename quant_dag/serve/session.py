@@ -42,10 +42,11 @@ class ServingSession:
         python: str,
         cache_dir: Path,
         locks_dir: Path,
+        label: str = "",
         log: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.checkpoint, self.workdir, self.profile, self.python = checkpoint, workdir, profile, python
-        self.locks_dir, self.log = locks_dir, log
+        self.locks_dir, self.label, self.log = locks_dir, label, log  # label: what the GPU ledger calls it
         self.device = "cpu" if profile.quantize.device == "cpu" else "cuda"
         self.servability = servable_on(self.device, checkpoint, python)
         log(f"servable on {self.device}: {self.servability.servable} ({self.servability.reason})")
@@ -111,7 +112,9 @@ class ServingSession:
             gpus = self.options.tensor_parallel_size * self.options.data_parallel_size
             if self.device != "cpu":  # on a cluster the scheduler reserved them; on one host, file locks
                 on_cluster = self.profile.cluster is not None
-                self.lease = stack.enter_context(gpu.hold(gpus, self.locks_dir, scheduler_assigned=on_cluster))
+                self.lease = stack.enter_context(
+                    gpu.hold(gpus, self.locks_dir, scheduler_assigned=on_cluster, label=self.label)
+                )
                 self.options.env.update(self.lease.env())
             srv = stack.enter_context(VllmServer(self.checkpoint, self.options, Path(record.log), python=self.python))
             self.server_info = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from quant_dag.catalog.schema import Recipe
-from quant_dag.gpu import Gpu, NoGpuAvailable, inventory, lease
+from quant_dag.gpu import Gpu, NoGpuAvailable, inventory, lease, ledger
 from quant_dag.quantize.preflight import fla_verdict
 from quant_dag.quantize.run import PreflightError, plan_device, preflight
 
@@ -56,6 +56,31 @@ def test_a_waiting_step_gets_the_gpu_when_it_is_released(tmp_path):
         assert not got  # still held
     th.join(5)
     assert got and got[0] >= 0.3
+
+
+def test_the_ledger_accounts_every_lease_held_and_waited(tmp_path):
+    one = GPUS[:1]
+    with lease(1, tmp_path, gpus=one, label="endpoint/m/base"):
+        started = threading.Event()
+
+        def waiter() -> None:
+            started.set()
+            with lease(1, tmp_path, gpus=one, timeout_s=10, poll_s=0.05, label="quantized/m/v"):
+                time.sleep(0.1)
+
+        th = threading.Thread(target=waiter)
+        th.start()
+        started.wait(5)
+        time.sleep(0.4)
+    th.join(5)
+    first, second = ledger(tmp_path)
+    assert first["label"] == "endpoint/m/base" and first["gpus"] == [0] and first["held_s"] >= 0.4
+    assert second["label"] == "quantized/m/v" and second["held_s"] >= 0.1 and second["waited_s"] >= 0.3
+    assert second["started_at"] >= first["started_at"] + first["held_s"] - 0.05  # one GPU: one holder at a time
+    with pytest.raises(RuntimeError):  # a failing step is accounted too: it held the GPU
+        with lease(1, tmp_path, gpus=one, label="endpoint/m/v"):
+            raise RuntimeError("vLLM did not start")
+    assert [e["label"] for e in ledger(tmp_path)][-1] == "endpoint/m/v"
 
 
 def test_a_killed_holder_releases_its_gpu(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -14,8 +15,18 @@ import yaml
 
 from quant_dag.catalog.load import load_catalog
 from quant_dag.catalog.schema import Benchmark
+from quant_dag.gpu import Gpu, lease
 from quant_dag.home import REPO, ProjectHome
-from quant_dag.planning import MEASURED, QUANTIZE_OVERHEAD_S, TUNING_MEASURED, plan_study, sample_count, throughput
+from quant_dag.planning import (
+    MEASURED,
+    QUANTIZE_OVERHEAD_S,
+    TUNING_MEASURED,
+    format_check,
+    measured_gpu_seconds,
+    plan_study,
+    sample_count,
+    throughput,
+)
 from quant_dag.profiles import load_profile
 
 
@@ -111,6 +122,56 @@ def test_quantization_time_from_the_tuning_measurement_or_the_last_build(tmp_pat
     again = plan_study(cat, home, load_profile("gpu-node"), "qwen3.5", "H200")
     v = next(v for v in again.variants if (v.model, v.variant) == ("qwen3.5-9b", "int4-best"))
     assert v.quantize_s == 1234.5 and "last build" in v.quantize_source
+    prior = plan_study(cat, home, load_profile("gpu-node"), "qwen3.5", "H200", history=False)
+    v = next(v for v in prior.variants if (v.model, v.variant) == ("qwen3.5-9b", "int4-best"))
+    assert v.quantize_s == pytest.approx(expected)  # the plan as it was before any build
+
+
+def test_the_plan_is_checked_against_the_gpu_time_the_steps_held(tmp_path):
+    root, ckpt = tmp_path / "catalog", tmp_path / "ckpt"
+    root.mkdir()
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(
+        json.dumps(
+            {
+                "num_hidden_layers": 4,
+                "hidden_size": 64,
+                "vocab_size": 100,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+            }
+        )
+    )
+    catalog = {
+        "models": [{"name": "m", "source": {"path": str(ckpt)}, "params_b": 0.5}],
+        "recipes": [{"name": "r", "scheme": "W4A16", "preset": "light"}],
+        "benchmarks": [{"name": "a", "task": "arithmetic", "dataset": {"generate": {"count": 50, "seed": 0}}}],
+        "studies": [{"name": "s", "models": ["m"], "recipes": ["r"], "benchmarks": ["a"]}],
+    }
+    (root / "c.yaml").write_text(yaml.safe_dump(catalog))
+    cat = load_catalog(root)
+    home = ProjectHome(tmp_path / "home")
+    locks, one = home.root / "locks", [Gpu(0, "H200", 143771)]
+    for label, hold_s in [
+        ("endpoint/m/base", 0.05),  # an earlier run's lease of the same step: replaced by the last
+        ("endpoint/m/base", 0.2),
+        ("quantized/m/r", 0.1),
+        ("endpoint/other/base", 0.1),  # not this study's
+    ]:
+        with lease(1, locks, gpus=one, label=label):
+            time.sleep(hold_s)
+    held = measured_gpu_seconds(cat, home, "s")
+    assert set(held) == {"endpoint/m/base", "quantized/m/r"}
+    assert 0.2 <= held["endpoint/m/base"] < 0.2 + 5  # the last lease, not the sum
+    prior = plan_study(cat, home, load_profile("gpu-node"), "s", "H200", history=False)
+    text = format_check(prior, held)
+    assert "total of 2 step(s)" in text and "(1 step(s) without both numbers)" in text  # endpoint/m/r never ran
+    base = next(v for v in prior.variants if v.variant == "base")
+    built = next(v for v in prior.variants if v.variant == "r")
+    suites = sum(s.seconds or 0 for s in prior.suites if s.variant == "base")
+    ratio = float(text.split("planned/held ")[1].split()[0])
+    planned = base.start_s + suites + (built.quantize_s or 0)
+    assert built.quantize_s and ratio == pytest.approx(planned / sum(held.values()), rel=0.01)
 
 
 def plan_cli(*args: str) -> subprocess.CompletedProcess:
