@@ -38,7 +38,7 @@ for step in $STEPS; do
       python3 -m quant_dag.cli.main plan gpu-smoke --profile gpu-node > "$RUN/plan-before.txt" 2>&1
       python3 -m quant_dag.cli.main run gpu-smoke --profile gpu-node > "$RUN/study.log" 2>&1
       rc=$?
-      python3 -m quant_dag.cli.main plan gpu-smoke --profile gpu-node > "$RUN/plan-after.txt" 2>&1 ;;
+      python3 -m quant_dag.cli.main plan gpu-smoke --profile gpu-node --check > "$RUN/plan-after.txt" 2>&1 ;;
     q9b)
       [ -f /root/q9b/config.json ] || python3 -m bench.random_model /root/q9b --shape qwen3.5-9b --layers 8 \
         > "$RUN/q9b-model.log" 2>&1
