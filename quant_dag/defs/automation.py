@@ -39,12 +39,14 @@ class CodeVersionDrift(dg.AutomationCondition):
 def rebuild_on_change() -> dg.AutomationCondition:
     """Requested when the asset's own code version drifted, when an upstream updated, or when an upstream is
     requested in this same tick (so a recipe edit requests its whole subgraph at once, as one run); never while
-    it or an upstream is in progress, and not when an upstream was never materialized."""
+    it or an upstream is in progress, and not when it or an upstream was never materialized (two studies share the
+    tiny models' checkpoints: a demo run updating one must not start the other study's first builds)."""
     upstream = dg.AutomationCondition.any_deps_updated().since_last_handled() | dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.will_be_requested()
     )
     return (
         (upstream | CodeVersionDrift())
+        & ~dg.AutomationCondition.missing()
         & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()

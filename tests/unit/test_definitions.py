@@ -257,3 +257,23 @@ def test_the_readme_command_turns_the_nightly_schedule_on(tmp_path):
     listed = run("list")
     line = next(ln for ln in listed.stdout.splitlines() if "observe_vllm_runtime_schedule" in ln)
     assert "RUNNING" in line.upper(), listed.stdout
+
+
+def test_an_upstream_update_rebuilds_what_exists_and_starts_nothing_new():
+    """checkpoint/tiny-qwen3.5 serves two studies: the demo's variant (built) is rebuilt when it updates, the
+    gpu-smoke study's variants (never built) wait for that study's own run."""
+    defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"))
+    instance = dg.DagsterInstance.ephemeral()
+    ckpt, demo_variant = (
+        dg.AssetKey(["checkpoint", "tiny-qwen3.5"]),
+        dg.AssetKey(["quantized", "tiny-qwen3.5", "w4a16-rtn-g32"]),
+    )
+    for key in (ckpt, demo_variant):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    first = dg.evaluate_automation_conditions(defs, instance)
+    instance.report_runless_asset_event(dg.AssetMaterialization(ckpt))  # e.g. the demo rebuilt the checkpoint
+    result = dg.evaluate_automation_conditions(defs, instance, cursor=first.cursor)
+    keys = [s.key for s in defs.resolve_all_asset_specs()]
+    requested = {k.to_user_string() for k in keys if result.get_requested_partitions(k)}
+    assert "quantized/tiny-qwen3.5/w4a16-rtn-g32" in requested
+    assert not {"quantized/tiny-qwen3.5/light-w4a16-g32", "quantized/tiny-qwen3.5/light-nvfp4"} & requested
