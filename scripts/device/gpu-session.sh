@@ -5,7 +5,7 @@
 #   setsid bash scripts/device/gpu-session.sh RUN_DIR [STEP...] > /dev/null 2>&1 < /dev/null &
 #   bash scripts/device/gpu-poll.sh RUN_DIR SECONDS      # waits, prints progress, copies results to $OUT
 #
-# Steps, in order (a finished step is skipped on a re-run):
+# Steps, in order (a step that succeeded is skipped on a re-run; a failed one runs again):
 #   throughput  bench/evaluator_throughput.py on a Qwen3-8B-shaped random model (the evaluator vs vllm bench serve)
 #   study       `quant-dag plan` then `quant-dag run gpu-smoke --profile gpu-node` (Dagster, CUDA AutoRound, vLLM),
 #               then `quant-dag plan` again on what the run recorded; the home is RUN_DIR/../qd-home
@@ -18,7 +18,7 @@ export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=fals
 # NVLink multicast stays off (the device's rule), in every process started from here
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 # Triton's autotuning results on disk: the Gated DeltaNet kernels' autotuning was most of a Qwen3.5 server's
-# start (88 of 194 s on the H200); with this, servers after the first reuse it (measured by this session)
+# start (88 of 194 s on the H200); with this, servers after the first should reuse it (compare their warmup_s)
 export TRITON_CACHE_AUTOTUNING=1
 export QUANT_DAG_HOME=${QUANT_DAG_HOME:-$(dirname "$RUN")/qd-home}
 mkdir -p "$RUN" "$QUANT_DAG_HOME"
@@ -52,6 +52,6 @@ for step in $STEPS; do
     *) echo "unknown step $step" >> "$RUN/progress"; rc=2 ;;
   esac
   note "end $step rc=$rc"
-  touch "$RUN/$step.done"
+  [ "$rc" -eq 0 ] && touch "$RUN/$step.done"
 done
 touch "$RUN/all.done"
