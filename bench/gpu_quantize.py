@@ -24,6 +24,7 @@ from quant_dag.checkpoint.layout import read_config, read_layout
 from quant_dag.checkpoint.store import ensure_checkpoint
 from quant_dag.procs import ChildFailed
 from quant_dag.quantize.run import plan_device, preflight, quantize
+from quant_dag.quantize.worker import INFO_FILE
 
 CALIB = Path(__file__).resolve().parent.parent / "quant_dag" / "data" / "calibration-en.jsonl"
 CASES = [
@@ -113,7 +114,7 @@ def main() -> int:
                     peak_rss_mib=res.peak_rss_bytes // 2**20,
                     **{
                         k: v
-                        for k, v in json.loads((res.path / "quant_dag_quantize.json").read_text()).items()
+                        for k, v in json.loads((res.path / INFO_FILE).read_text()).items()
                         if k in ("quantize_seconds", "peak_gpu_allocated_gib", "peak_gpu_reserved_gib")
                     },
                     weights_bytes=res.layout.total_bytes,

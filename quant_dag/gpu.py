@@ -149,16 +149,16 @@ def lease(
                 break
         files = [f for _, f in held]
         if len(held) == count:
-            got, started_at = time.monotonic(), time.time()
+            got, started_at, chosen = time.monotonic(), time.time(), [g for g, _ in held]
             try:
                 for f in files:
                     f.truncate(0)
                     f.write(f"{os.getpid()}\n")
                     f.flush()
-                yield Lease([g for g, _ in held])
+                yield Lease(chosen)
             finally:
                 try:
-                    _account(lock_dir, label, [g for g, _ in held], started_at, time.monotonic() - got, got - asked)
+                    _account(lock_dir, label, chosen, started_at, time.monotonic() - got, got - asked)
                 finally:
                     _release(files)
             return

@@ -26,8 +26,10 @@ from quant_dag.catalog.schema import Benchmark
 from quant_dag.checkpoint.layout import read_layout
 from quant_dag.checkpoint.locate import base_checkpoint_path, checkpoint_path_of
 from quant_dag.evaluate.types import BenchmarkSummary
+from quant_dag.gpu import ledger
 from quant_dag.home import ProjectHome
 from quant_dag.profiles import ResourceProfile
+from quant_dag.quantize.worker import INFO_FILE
 from quant_dag.serve.endpoint import load_record
 from quant_dag.serve.placement import ParallelPlan, config_of, plan_parallel, variant_scheme, weights_bytes
 from quant_dag.serve.plan import kv_cache_bytes
@@ -202,14 +204,20 @@ def _records(home: ProjectHome, model: str, variant: str, suite: str):
 
 
 def mean_output_tokens(
-    cat: Catalog, home: ProjectHome, model: str, variant: str, suite: str, pairs: list[tuple[str, str]]
+    cat: Catalog,
+    home: ProjectHome,
+    model: str,
+    variant: str,
+    suite: str,
+    pairs: list[tuple[str, str]],
+    history: bool = True,
 ) -> tuple[float, str]:
     """Mean completion tokens per request from earlier records (this variant, the model's other variants, any
-    model), else the suite's max_tokens."""
-    candidates = [(model, variant, "earlier records of this variant")] if pairs else []  # no pairs: no history
+    model), else (or with history=False) the suite's max_tokens."""
+    candidates = [(model, variant, "earlier records of this variant")]
     candidates += [(m, v, f"earlier records of {m}/{v}") for m, v in pairs if m == model and v != variant]
     candidates += [(m, v, f"earlier records of {m}/{v}") for m, v in pairs if m != model]
-    for m, v, src in candidates:
+    for m, v, src in candidates if history else []:
         df = _records(home, m, v, suite)
         if df is not None:
             return float(df["completion_tokens"].mean()), src  # type: ignore[arg-type]
@@ -271,13 +279,11 @@ def plan_study(
                 utilization=serve.gpu_memory_utilization or 0.9,
             )
         entry = cat.models[model]
-        active = entry.active_params_b or entry.params_b
         base = base_checkpoint_path(cat, home, model)
-        if active is None and any(base.glob("*.safetensors")):  # a local model: 16-bit bytes / 2
-            active = read_layout(base).total_bytes / 2 / 1e9
         params_b = entry.params_b
-        if params_b is None and any(base.glob("*.safetensors")):
+        if params_b is None and any(base.glob("*.safetensors")):  # a local model: 16-bit bytes / 2
             params_b = read_layout(base).total_bytes / 2 / 1e9
+        active = entry.active_params_b or params_b
         quantize_s, quantize_src = quantize_seconds(cat, home, model, variant, device, config, params_b, history)
         measured_start = _start_s(home.artifacts(graph.endpoint(model, variant))) if history else None
         start, start_src = (
@@ -306,7 +312,7 @@ def plan_study(
             samples, samples_src = sample_count(bench, cat.root)
             modes = len(bench.thinking)
             requests = None if samples is None else samples * bench.repeats * modes
-            tokens, tokens_src = mean_output_tokens(cat, home, model, variant, suite, pairs if history else [])
+            tokens, tokens_src = mean_output_tokens(cat, home, model, variant, suite, pairs, history)
             earlier = _summary(home, model, variant, suite) if history else None
             if earlier is not None and earlier.output_tokens_per_s:
                 tok_s, tok_src = float(earlier.output_tokens_per_s), "measured by the last run of this suite"
@@ -347,12 +353,12 @@ def quantize_seconds(
     fixed overhead per run. (None, "") for a base or a third-party release, which are not built here."""
     if variant == BASE or variant not in cat.recipes:
         return None, ""
-    try:
-        if history:
-            info = json.loads((checkpoint_path_of(cat, home, model, variant) / "quant_dag_quantize.json").read_text())
+    if history:
+        try:
+            info = json.loads((checkpoint_path_of(cat, home, model, variant) / INFO_FILE).read_text())
             return float(info["quantize_seconds"]), "measured by the last build of this variant"
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     r = cat.recipes[variant].resolved()
     iters, batch_tokens = int(r["iters"]), int(r["batch_size"]) * int(r["seqlen"])  # type: ignore[call-overload]
     if iters == 0:
@@ -377,10 +383,8 @@ def quantize_seconds(
 def measured_gpu_seconds(cat: Catalog, home: ProjectHome, study: str) -> dict[str, float]:
     """GPU-seconds each of the study's GPU steps really held, from the lease ledger (quant_dag.gpu): the last
     lease of each quantized/... and endpoint/... key of the study (a re-run replaces a step's earlier lease)."""
-    from quant_dag.gpu import ledger  # stdlib only: nvidia-smi is not called for the ledger
-
-    wanted = {"/".join(graph.quantized(m, v)) for m, v in cat.study_variants(study)}
-    wanted |= {"/".join(graph.endpoint(m, v)) for m, v in graph.study_served(cat, study)}
+    wanted = {graph.key_string(graph.quantized(m, v)) for m, v in cat.study_variants(study)}
+    wanted |= {graph.key_string(graph.endpoint(m, v)) for m, v in graph.study_served(cat, study)}
     last: dict[str, float] = {}
     for entry in ledger(home.root / "locks"):
         if entry.get("label") in wanted:
@@ -395,10 +399,10 @@ def format_check(prior: StudyPlan, measured: dict[str, float]) -> str:
     rows: list[tuple[str, float | None]] = []
     for v in prior.variants:
         if v.quantize_source:
-            rows.append(("/".join(graph.quantized(v.model, v.variant)), v.quantize_s))
+            rows.append((graph.key_string(graph.quantized(v.model, v.variant)), v.quantize_s))
         suites = [p.seconds for p in prior.suites if (p.model, p.variant) == (v.model, v.variant)]
         serve = None if None in suites else (v.start_s + sum(s or 0.0 for s in suites)) * v.parallel.gpus
-        rows.append(("/".join(graph.endpoint(v.model, v.variant)), serve))
+        rows.append((graph.key_string(graph.endpoint(v.model, v.variant)), serve))
     w = max(len(k) for k, _ in rows)
     lines = ["", "Plan (no history) vs the GPU time the last run held (lease ledger):"]
     lines.append(f"  {'step':<{w}} {'planned s':>10} {'held s':>9}")

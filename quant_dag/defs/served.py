@@ -347,7 +347,7 @@ def served_variant(
             python=python,
             cache_dir=home.root / "cache",
             locks_dir=home.root / "locks",
-            label="/".join(ekey.path),
+            label=ekey.to_user_string(),
             log=context.log.info,
         )
         servable = session.servability.servable

@@ -10,6 +10,7 @@ from pathlib import Path
 from quant_dag.checkpoint.layout import Layout, read_layout
 from quant_dag.checkpoint.store import dir_bytes
 from quant_dag.procs import python_module, run_child, write_json_atomic
+from quant_dag.quantize.worker import INFO_FILE
 
 
 @dataclass
@@ -112,7 +113,7 @@ def quantize(
         what=f"AutoRound {recipe['scheme']} ({recipe['format']}) on {base.name}",
     )
     done = result.last("done") or {}
-    info = json.loads((output / "quant_dag_quantize.json").read_text())
+    info = json.loads((output / INFO_FILE).read_text())
     return QuantizeResult(
         path=output,
         wall_s=round(result.wall_s, 2),

@@ -21,6 +21,10 @@ from pathlib import Path
 from quant_dag.procs import atomic_dir, cpu_work, emit
 from quant_dag.runtime.version import torchvision_works
 
+INFO_FILE = (
+    "quant_dag_quantize.json"  # in the quantized checkpoint: AutoRound's version and kwargs, seconds, peak GPU memory
+)
+
 
 def autoround_kwargs(recipe: dict, base: str, calibration: str, device: str) -> dict:
     """Map a resolved catalog recipe onto AutoRound's constructor arguments."""
@@ -186,7 +190,7 @@ def quantize(spec: dict) -> dict:
             "quantize_seconds": round(time.monotonic() - t0, 2),
             **_peak_gpu_memory(),
         }
-        (tmp / "quant_dag_quantize.json").write_text(json.dumps(info, indent=2, default=str))
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
     return info
 
 
