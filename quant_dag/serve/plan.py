@@ -193,6 +193,24 @@ def auto_tensor_parallel(weights_bytes: int, kv_bytes: int, gpus: list[Gpu], uti
     return n
 
 
+def context_length(config: dict) -> int | None:
+    """The longest sequence the checkpoint's positions cover: `max_position_embeddings` (of the text model in a
+    vision-language config). None when the config does not say."""
+    for c in (config.get("text_config") or {}, config):
+        v = c.get("max_position_embeddings")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return int(v)
+    return None
+
+
+def served_length(config: dict | None, requested: int) -> int:
+    """The `--max-model-len` a checkpoint is served with: the profile's, capped at the model's context. vLLM refuses
+    a longer one (seen on the H100: the gpu-node profile's 32,768 against the tiny Qwen3.5's 8,192 stopped both
+    servers at start), and the seed's 32k cap means "up to 32k", not "more than the model was trained for"."""
+    ctx = context_length(config) if config else None
+    return min(requested, ctx) if ctx else requested
+
+
 def kv_cache_bytes(config: dict, tokens: int, dtype_bytes: int = 2) -> int:
     """KV cache for `tokens` tokens: full-attention layers only (Qwen3.5's linear-attention layers keep a fixed
     state)."""

@@ -22,7 +22,7 @@ from quant_dag.checkpoint.layout import read_config, read_layout
 from quant_dag.profiles import ResourceProfile
 from quant_dag.serve.endpoint import EndpointRecord, load_record, new_record
 from quant_dag.serve.placement import ParallelPlan, plan_parallel
-from quant_dag.serve.plan import device_flags, kv_cache_bytes, servable_on
+from quant_dag.serve.plan import device_flags, kv_cache_bytes, servable_on, served_length
 from quant_dag.serve.server import ServeOptions, VllmServer
 
 
@@ -54,7 +54,11 @@ class ServingSession:
         if model_serve.reasoning_parser:  # the model's own parser wins over the profile's
             options.reasoning_parser = model_serve.reasoning_parser
         options.extra_args = [*options.extra_args, *model_serve.extra_args]
-        options.extra_args += device_flags(self.device, read_config(checkpoint), options.extra_args)
+        config = read_config(checkpoint)
+        options.extra_args += device_flags(self.device, config, options.extra_args)
+        if (length := served_length(config, options.max_model_len)) < options.max_model_len:
+            log(f"max_model_len {options.max_model_len} -> {length}: the model's context ends there")
+            options.max_model_len = length
         self.options = options
         self.lease: gpu.Lease | None = None
         self.plan: ParallelPlan | None = None

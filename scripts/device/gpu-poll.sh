@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: wait up to SECONDS for gpu-session.sh to finish (less than the device's 10-minute command
 # limit), print where it stands, and copy what it has so far to $OUT: the run folder and the project home
-# without weights (vLLM logs, endpoint.json, records, summaries, the Dagster instance) as two tarballs.
+# without weights (vLLM logs, endpoint.json, records, summaries) and the Dagster instance, as tarballs.
 #   bash scripts/device/gpu-poll.sh RUN_DIR SECONDS
 RUN=${1:?RUN_DIR}; WAIT=${2:-500}
 HOME_DIR=${QUANT_DAG_HOME:-$(dirname "$RUN")/qd-home}
@@ -12,8 +12,13 @@ for f in "$RUN"/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 6 "$f"; }; done
 nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader 2>/dev/null
 if [ -n "${OUT:-}" ]; then
   tar -czf "$OUT/run.tgz" -C "$(dirname "$RUN")" "$(basename "$RUN")" --exclude='*.safetensors' 2>/dev/null
-  [ -d "$HOME_DIR" ] && tar -czf "$OUT/home.tgz" -C "$(dirname "$HOME_DIR")" "$(basename "$HOME_DIR")" \
-    --exclude='*.safetensors' --exclude='*.bin' --exclude='*.pt' 2>/dev/null
+  # the home without weights or tokenizers (a file back is at most 16 MiB): logs, configs, records, summaries;
+  # the Dagster instance on its own
+  if [ -d "$HOME_DIR" ]; then
+    (cd "$(dirname "$HOME_DIR")" && find "$(basename "$HOME_DIR")" -type f -size -4M ! -path '*/dagster/*' \
+      ! -name '*.safetensors' ! -name 'tokenizer*' ! -name '*.bin' ! -name '*.pt' | tar -czf "$OUT/home.tgz" -T -)
+    tar -czf "$OUT/dagster.tgz" -C "$(dirname "$HOME_DIR")" "$(basename "$HOME_DIR")/dagster" 2>/dev/null
+  fi
   ls -la "$OUT"
 fi
 [ -f "$RUN/all.done" ]

@@ -22,6 +22,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 export TRITON_CACHE_AUTOTUNING=1
 export QUANT_DAG_HOME=${QUANT_DAG_HOME:-$(dirname "$RUN")/qd-home}
 mkdir -p "$RUN" "$QUANT_DAG_HOME"
+rm -f "$RUN/all.done"  # gpu-poll.sh waits for this session's end, not an earlier one's
 note() { echo "$(date +%T) $*" >> "$RUN/progress"; }
 for step in $STEPS; do
   [ -f "$RUN/$step.done" ] && continue
@@ -34,7 +35,7 @@ for step in $STEPS; do
       rc=$? ;;
     study)
       # the tiny models, built on the CPU and carried (scripts/device/stage-project.sh ... HOME_DIR)
-      [ -d .device-carry/home ] && cp -rn .device-carry/home/. "$QUANT_DAG_HOME"/
+      [ -d /root/carry-home ] && cp -r --update=none /root/carry-home/. "$QUANT_DAG_HOME"/
       python3 -m quant_dag.cli.main plan gpu-smoke --profile gpu-node > "$RUN/plan-before.txt" 2>&1
       python3 -m quant_dag.cli.main run gpu-smoke --profile gpu-node > "$RUN/study.log" 2>&1
       rc=$?

@@ -13,3 +13,8 @@ if [ ! -f "$SITE/.unpacked" ]; then
   touch "$SITE/.unpacked"
   echo "unpacked into $SITE in $(( $(date +%s) - t0 )) s"
 fi
+# The tiny checkpoints built on the CPU: copied out now, because a carried folder is gone from the working tree
+# once a later call does not name it in `carry` (seen: the study step then found no checkpoints and rebuilt them)
+if [ -d .device-carry/home ] && [ ! -d /root/carry-home ]; then
+  cp -r .device-carry/home /root/carry-home
+fi

@@ -92,3 +92,28 @@ def test_a_fixed_plan_needs_no_inventory_and_auto_says_why_it_does(qwen35_9b_con
     s = session(qwen35_9b_config, tmp_path, "gpu-node", ModelServe(), tensor_parallel_size="auto")
     with pytest.raises(NoGpuAvailable, match="nvidia-smi lists none"):
         s.plan_on_host()
+
+
+def test_max_model_len_is_capped_at_the_model_context(qwen35_9b_config, tmp_path):
+    """Seen on the H100: vLLM refused the gpu-node profile's 32,768 for the tiny Qwen3.5 (8,192 positions), and both
+    of gpu-smoke's base servers stopped at start."""
+    config = json.loads((qwen35_9b_config / "config.json").read_text())
+    config["text_config"]["max_position_embeddings"] = 8192
+    (qwen35_9b_config / "config.json").write_text(json.dumps(config))
+    s = session(qwen35_9b_config, tmp_path, "gpu-node", ModelServe())
+    assert s.options.max_model_len == 8192
+    assert "--max-model-len" in (argv := s.options.flags()) and argv[argv.index("--max-model-len") + 1] == "8192"
+    assert any("max_model_len 32768 -> 8192" in line for line in s.logs)  # type: ignore[attr-defined]
+    # a profile shorter than the model is kept as it is
+    assert (
+        session(qwen35_9b_config, tmp_path, "gpu-node", ModelServe(), max_model_len=4096).options.max_model_len == 4096
+    )
+
+
+def test_served_length_reads_the_text_model_or_the_top_level():
+    from quant_dag.serve.plan import context_length, served_length
+
+    assert context_length({"text_config": {"max_position_embeddings": 8192}, "max_position_embeddings": 99}) == 8192
+    assert context_length({"max_position_embeddings": 2048}) == 2048
+    assert context_length({}) is None and served_length({}, 32768) == 32768 and served_length(None, 512) == 512
+    assert served_length({"max_position_embeddings": 2048}, 32768) == 2048
