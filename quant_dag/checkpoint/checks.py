@@ -9,6 +9,7 @@ reads bf16 as packed weights, or FP8_STATIC gives NaN logits), ignore patterns t
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from quant_dag.catalog.schemes import ALWAYS_16BIT_FAMILIES, SCHEMES
 from quant_dag.checkpoint.layout import Layout, LinearInfo, family_of, read_config, read_layout, split_name
+from quant_dag.procs import write_json_atomic
 
 
 @dataclass
@@ -141,6 +143,38 @@ def check_config_agrees(ckpt: str | Path, expect: Expectation, layout: Layout | 
         return CheckOutcome(False, f"{len(problems)} disagreement(s) between config and tensors", problems, details)
     note = f"; {len(unrequested)} Linear kept 16-bit though not requested (declared)" if unrequested else ""
     return CheckOutcome(True, f"config ({method}) agrees with tensors{note}", [], details)
+
+
+def declare_kept_16bit(ckpt: str | Path) -> list[str]:
+    """Name in a compressed-tensors config's `ignore` every Linear its tensors keep 16-bit; returns the names added.
+
+    The export lists only what it was told to skip. Seen on the H100 (AutoRound 0.16.1, llm_compressor format):
+    NVFP4 of the tiny Qwen3.5 left the vision tower out of `ignore`, FP8_STATIC of the MoE left out the vision tower,
+    `lm_head` and the routers, all stored BF16; vLLM reads an undeclared module with the quantized scheme (FACTS:
+    FP8_STATIC without lm_head gives NaN logits). Names are the checkpoint's own: vLLM maps them to its modules as
+    it maps the weights. config.json and the exporter's quantization_config.json (where written) are rewritten;
+    other configs are left alone (auto-round's extra_config is written by AutoRound from its own decisions)."""
+    ckpt = Path(ckpt)
+    config = read_config(ckpt)
+    qc = config.get("quantization_config") or {}
+    if str(qc.get("quant_method", "")).lower() != "compressed-tensors":
+        return []
+    ignore = list(qc.get("ignore") or [])
+    added = [
+        lin.name
+        for lin in read_layout(ckpt).kept_16bit()
+        if not any(_compressed_tensors_match(p, lin.name) for p in ignore)
+    ]
+    if not added:
+        return []
+    for path in (ckpt / "config.json", ckpt / "quantization_config.json"):
+        if not path.is_file():
+            continue
+        doc = json.loads(path.read_text())
+        target = doc["quantization_config"] if path.name == "config.json" else doc
+        target["ignore"] = [*(target.get("ignore") or []), *added]
+        write_json_atomic(path, doc)
+    return added
 
 
 def predict_bytes(base: Layout, expect: Expectation) -> dict[str, int]:

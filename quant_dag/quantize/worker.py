@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from quant_dag.checkpoint.checks import declare_kept_16bit
 from quant_dag.procs import atomic_dir, cpu_work, emit
 from quant_dag.runtime.version import torchvision_works
 
@@ -184,8 +185,13 @@ def quantize(spec: dict) -> dict:
         for name in PROCESSOR_FILES:  # what serving a vision-language checkpoint needs, as the base had it
             if (Path(spec["base"]) / name).is_file():
                 shutil.copyfile(Path(spec["base"]) / name, tmp / name)
+        # the export declares only what it was told to skip; vLLM would read the rest with the quantized scheme
+        declared = declare_kept_16bit(tmp)
+        if declared:
+            emit("progress", step="declared 16-bit in ignore", modules=declared)
         info = {
             "autoround_version": ar_version,
+            "ignore_added": declared,
             "autoround_kwargs": {k: v for k, v in kwargs.items() if k not in OBJECTS},
             "quantize_seconds": round(time.monotonic() - t0, 2),
             **_peak_gpu_memory(),

@@ -162,6 +162,35 @@ def test_fp8_static_lm_head_missing_from_ignore_is_caught(tmp_path):
     assert out.problems == ["lm_head (lm_head) is stored BF16 but compressed-tensors config does not declare it 16-bit"]
 
 
+def test_the_export_fixup_declares_what_the_tensors_keep_16bit(tmp_path):
+    """Seen on the H100: AutoRound's llm_compressor export of NVFP4 wrote `ignore: [lm_head]` with the vision tower
+    stored BF16; FP8_STATIC left lm_head out too. The fix-up names exactly the 16-bit Linear layers, in both files
+    the exporter writes, and the check then passes; a second run adds nothing."""
+    import json
+
+    from quant_dag.checkpoint.checks import declare_kept_16bit
+
+    qc = compressed_tensors_config([], num_bits=8, fmt="float-quantized")
+    ckpt = write_checkpoint(tmp_path / "q", quantized_tensors(fp8_tensors, ("lm_head", "visual")), qc)
+    (ckpt / "quantization_config.json").write_text(json.dumps(qc))
+    assert not check_config_agrees(ckpt, Expectation("FP8_STATIC")).passed
+    added = declare_kept_16bit(ckpt)
+    assert added == ["lm_head", "model.visual.blocks.0.attn.qkv"]
+    assert json.loads((ckpt / "config.json").read_text())["quantization_config"]["ignore"] == added
+    assert json.loads((ckpt / "quantization_config.json").read_text())["ignore"] == added
+    assert check_config_agrees(ckpt, Expectation("FP8_STATIC")).passed
+    assert declare_kept_16bit(ckpt) == []
+    # what the config already declares, by name or pattern, is kept and not repeated
+    ok = write_checkpoint(
+        tmp_path / "ok", quantized_tensors(nvfp4_tensors), compressed_tensors_config(["lm_head", "re:.*visual.*"])
+    )
+    assert declare_kept_16bit(ok) == []
+    # auto-round's own configs are AutoRound's to write
+    ar = write_checkpoint(tmp_path / "ar", quantized_tensors(gptq_tensors, ("lm_head",)), autoround_config())
+    before = (ar / "config.json").read_text()
+    assert declare_kept_16bit(ar) == [] and (ar / "config.json").read_text() == before
+
+
 def test_ignore_pattern_that_matches_nothing_is_caught(tmp_path):
     """vLLM #40252: names in `ignore` that match no module leave layers read with the wrong format."""
     ckpt = write_checkpoint(
