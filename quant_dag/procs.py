@@ -108,6 +108,24 @@ def _remove_stale_temps(dest: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class _HideModules:
+    """A meta-path finder that makes importing the named packages fail."""
+
+    def __init__(self, *names: str):
+        self.names = names
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname.split(".")[0] in self.names:
+            raise ImportError(f"{fullname} hidden by quant-dag")
+        return None
+
+
+def hide_modules(*names: str) -> None:
+    """Make `import <name>` fail in this process from now on, so transformers takes its torch path (call it before
+    transformers is imported: it checks the kernels' packages once, at import)."""
+    sys.meta_path.insert(0, _HideModules(*names))
+
+
 def write_json_atomic(path: Path, payload: object) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

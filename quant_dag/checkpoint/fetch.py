@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from quant_dag.procs import atomic_dir, emit
+from quant_dag.procs import atomic_dir, emit, hide_modules
 
 
 def smollm2_gguf() -> Path:
@@ -49,6 +49,10 @@ def build_smollm2(dest: Path) -> None:
 
 
 def build_tiny_qwen35(dest: Path, moe: bool = False) -> None:
+    # Trained on the CPU, the same on every machine. With flash-linear-attention or causal-conv1d installed,
+    # transformers sends the CPU tensors to their CUDA-only kernels (seen on the H100: "Pointer argument (at 0)
+    # cannot be accessed from Triton (cpu tensor?)"): its torch path is the one that runs here.
+    hide_modules("fla", "causal_conv1d")
     from quant_dag.checkpoint import tiny_qwen35
 
     def progress(step: int, loss: float) -> None:

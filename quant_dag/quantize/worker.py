@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from quant_dag.checkpoint.checks import declare_kept_16bit
-from quant_dag.procs import atomic_dir, cpu_work, emit
+from quant_dag.procs import atomic_dir, cpu_work, emit, hide_modules
 from quant_dag.runtime.version import torchvision_works
 
 INFO_FILE = (
@@ -99,18 +99,6 @@ PROCESSOR_FILES = (
 OBJECTS = ("model", "tokenizer", "processor")  # kwargs that may hold loaded objects: not recorded
 
 
-class _HideModules:
-    """A meta-path finder that makes `import fla` fail, so transformers takes its torch path."""
-
-    def __init__(self, *names: str):
-        self.names = names
-
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
-        if fullname.split(".")[0] in self.names:
-            raise ImportError(f"{fullname} hidden by quant-dag preflight")
-        return None
-
-
 class _ProgressHandler(logging.Handler):
     """Turns AutoRound's milestones (calibration cached, each block tuned, saved) into progress events."""
 
@@ -147,7 +135,7 @@ def quantize(spec: dict) -> dict:
     recipe = spec["recipe"]
     out = Path(spec["output"])
     if not spec.get("use_fla", True):  # before transformers is imported
-        sys.meta_path.insert(0, _HideModules("fla"))
+        hide_modules("fla")
     from auto_round import AutoRound  # heavy import, child only
     from auto_round import __version__ as ar_version
 

@@ -157,16 +157,17 @@ def test_preflight_runs_here_and_reports_the_cpu():
 
 
 def test_worker_hides_fla_when_told(tmp_path):
-    """The fallback: with use_fla false, `import fla` fails in the worker, so transformers uses its torch path."""
+    """The fallback: with use_fla false, `import fla` fails in the worker, so transformers uses its torch path (the
+    tiny models' CPU build hides it the same way)."""
     fake = tmp_path / "fla"
     fake.mkdir()
     (fake / "__init__.py").write_text("")
     code = textwrap.dedent(
         """
         import sys
-        from quant_dag.quantize.worker import _HideModules
+        from quant_dag.procs import hide_modules
         import importlib
-        sys.meta_path.insert(0, _HideModules("fla"))
+        hide_modules("fla")
         try:
             importlib.import_module("fla.ops")
         except ImportError as e:
@@ -176,7 +177,7 @@ def test_worker_hides_fla_when_told(tmp_path):
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)}, check=True
     )
-    assert out.stdout.strip() == "hidden: fla hidden by quant-dag preflight"
+    assert out.stdout.strip() == "hidden: fla hidden by quant-dag"
 
 
 def test_auto_tensor_parallel_picks_the_fewest_gpus_that_fit():
