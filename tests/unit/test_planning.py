@@ -185,7 +185,23 @@ def test_plan_command_prints_memory_and_gpu_hours():
     assert "qwen3.5-27b/official-fp8-27b" in proc.stdout and "Total:" in proc.stdout
     assert "aime25:" in proc.stdout and "livecodebench: unknown" in proc.stdout
     bad = plan_cli("--device", "TPU")
-    assert bad.returncode == 2 and "known: CPU, H200" in bad.stderr
+    assert bad.returncode == 2 and "known: CPU, H100, H200" in bad.stderr
+
+
+def test_the_plan_uses_the_numbers_of_the_gpu_it_runs_on(monkeypatch):
+    """On the device's H100 the plan said "on H200": a host's own GPU picks its measured row; another GPU, or none,
+    keeps the H200's."""
+    from quant_dag.cli.plan_study import this_gpu
+
+    known = sorted({m.device for m in MEASURED})
+    monkeypatch.setenv("QUANT_DAG_GPUS", '[{"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559}]')
+    assert this_gpu(known) == "H100"
+    monkeypatch.setenv("QUANT_DAG_GPUS", '[{"index": 0, "name": "NVIDIA B200", "memory_total_mib": 183000}]')
+    assert this_gpu(known) is None
+    monkeypatch.setenv("QUANT_DAG_GPUS", "[]")
+    assert this_gpu(known) is None
+    h100, why = throughput("H100", "W4A16", 6.96, 128)  # no W4A16 row on the H100: its 16-bit row, not the H200's
+    assert h100 == pytest.approx(next(m.output_tok_s for m in MEASURED if m.device == "H100")) and "H100" in why
 
 
 def test_known_configs_are_the_real_ones():
