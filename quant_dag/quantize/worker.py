@@ -90,6 +90,42 @@ def short_calibration(base: str, calibration: str, seqlen: int) -> str | None:
     )
 
 
+def usable_calibration(base: str, calibration: str, seqlen: int) -> int | None:
+    """How many samples of a local .jsonl calibration set AutoRound keeps, or None for any other dataset.
+
+    AutoRound 0.16.1's rule (calib_dataset.get_local_dataset and filter_func): each text's trailing whitespace
+    stripped, tokenized truncated to `seqlen`; texts under `seqlen` tokens are dropped, and so are those whose last
+    token fills more than half the window."""
+    path = Path(calibration)
+    if path.suffix != ".jsonl" or not path.is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    count = 0
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        ids = tok(json.loads(line)["text"].rstrip(), truncation=True, max_length=seqlen)["input_ids"]
+        count += len(ids) >= seqlen and not (seqlen > 2 and ids.count(ids[-1]) > seqlen // 2)
+    return count
+
+
+def full_batches(nsamples: int, batch_size: int, usable: int | None) -> tuple[int, int]:
+    """(nsamples, batch_size) such that every calibration batch AutoRound forms is full.
+
+    AutoRound 0.16.1 caches `position_embeddings` once per batch and, in a block's reference forward, gives a last
+    partial batch the first batch's; Qwen3.5's rotary embeddings carry the batch dimension, so 68 usable samples
+    in batches of 8 (8 x 8 + 4) failed at the first full-attention layer (seen on the H100: "The size of tensor a
+    (4) must match the size of tensor b (8)" in apply_rotary_pos_emb; reproduced on the CPU with 12 samples)."""
+    n = min(nsamples, usable) if usable is not None else nsamples
+    if n <= 0:
+        return nsamples, batch_size  # nothing usable: AutoRound's own error, explained by short_calibration
+    if n < batch_size:
+        return n, n  # one batch of all of them
+    return n - n % batch_size, batch_size
+
+
 PROCESSOR_FILES = (
     "preprocessor_config.json",
     "video_preprocessor_config.json",
@@ -141,6 +177,11 @@ def quantize(spec: dict) -> dict:
 
     logging.getLogger("autoround").addHandler(_ProgressHandler())
     kwargs = autoround_kwargs(recipe, spec["base"], spec["calibration"], spec.get("device", "cpu"))
+    usable = usable_calibration(spec["base"], spec["calibration"], int(recipe["seqlen"]))
+    nsamples, batch_size = full_batches(int(recipe["nsamples"]), int(recipe["batch_size"]), usable)
+    if (nsamples, batch_size) != (kwargs["nsamples"], kwargs["batch_size"]):
+        emit("progress", step="full calibration batches", usable=usable, nsamples=nsamples, batch_size=batch_size)
+        kwargs.update(nsamples=nsamples, batch_size=batch_size)
     emit("progress", step="start", autoround=ar_version, kwargs={k: v for k, v in kwargs.items() if k not in OBJECTS})
     loaded = preloaded_vlm(spec["base"])
     if loaded is not None:

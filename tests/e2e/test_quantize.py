@@ -97,6 +97,29 @@ def test_a_cpu_quantization_waits_for_the_machines_cpu_lock(tiny_qwen, tmp_path)
     assert (tmp_path / "out" / "config.json").is_file()
 
 
+def test_a_last_partial_calibration_batch_no_longer_breaks_qwen35(tiny_qwen, tmp_path):
+    """12 usable samples in batches of 8 (8 + 4): AutoRound 0.16.1 gave the last batch the first batch's rotary
+    embeddings and stopped at the first full-attention layer (seen on the H100 with 68 samples). The worker asks
+    for full batches only, says so, and records what AutoRound got."""
+    recipe = Recipe(name="r", scheme="W4A16", preset="light", iters=2, nsamples=12, seqlen=256, batch_size=8)
+    events: list[dict] = []
+    res = quantize(
+        base=tiny_qwen,
+        output=tmp_path / "out",
+        recipe=recipe.resolved(),
+        calibration=str(CALIB),
+        device="cpu",
+        workdir=tmp_path / "work",
+        on_log=lambda s: None,
+        on_event=events.append,
+    )
+    adjusted = [e for e in events if e.get("step") == "full calibration batches"]
+    assert adjusted and (adjusted[0]["nsamples"], adjusted[0]["batch_size"]) == (8, 8) and adjusted[0]["usable"] >= 12
+    info = json.loads((res.path / "quant_dag_quantize.json").read_text())
+    assert (info["autoround_kwargs"]["nsamples"], info["autoround_kwargs"]["batch_size"]) == (8, 8)
+    assert any(lin.quantized for lin in res.layout.linears if lin.family == "self_attn")
+
+
 def test_llm_compressor_export_of_the_vision_language_model_and_its_ignore_check(tiny_qwen, tmp_path):
     """A real AutoRound llm_compressor export of the tiny Qwen3.5: the vision tower (outside the decoder blocks)
     stays 16-bit and is declared in `ignore`, so the check passes; the export seen in the wild whose `ignore`

@@ -304,3 +304,19 @@ def test_vllm_plugin_points_the_torchvision_only_module_at_its_pillow_twin():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["transformers.models.qwen2_vl.image_processing_pil_qwen2_vl", "True", "False"]
+
+
+@pytest.mark.parametrize(
+    "nsamples, batch, usable, expected",
+    [
+        (128, 8, 68, (64, 8)),  # the H100 run: 8 x 8 + 4 became 8 x 8
+        (12, 8, None, (8, 8)),  # a hub dataset: rounded down, AutoRound counts
+        (32, 8, 68, (32, 8)),  # already full batches: unchanged
+        (128, 8, 5, (5, 5)),  # fewer than a batch: one batch of all of them
+        (128, 8, 0, (128, 8)),  # none usable: AutoRound's own error, explained elsewhere
+    ],
+)
+def test_calibration_is_asked_in_full_batches(nsamples, batch, usable, expected):
+    from quant_dag.quantize.worker import full_batches
+
+    assert full_batches(nsamples, batch, usable) == expected
