@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage what the GPU machine's image lacks for quant-dag's GPU-side engines (AutoRound on CUDA, the quantize
 # worker, the serving and verification code), as Python 3.12 wheels, packed under the device's 64 MiB-per-call
-# limit. vLLM itself comes from ../shared/device/stage-vllm.sh (its pieces hold pydantic, compressed-tensors, ...).
+# limit. vLLM itself comes from ../shared/device/stage-vllm.sh.
 #
 #   bash scripts/device/stage-project.sh [DIR]     # in the project's root; DIR defaults to .device-carry
 #
@@ -26,6 +26,11 @@ rm -rf "$DIR"; mkdir -p "$DIR/wheels"
 python3 -m pip download -q --no-deps "${PLAT[@]}" -d "$DIR/wheels" \
   auto-round==0.16.1 accelerate==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xxhash fsspec \
   pandas flash-linear-attention fla-core math-verify==0.9.0 latex2sympy2_extended antlr4-python3-runtime==4.13.2
+# also in vLLM's pieces, at the same versions; with them here a call that carries only DIR can quantize (seen: a
+# quantize-only call without vLLM's pieces stopped on `import pydantic`, then on the llm_compressor export)
+python3 -m pip download -q --no-deps "${PLAT[@]}" -d "$DIR/wheels" \
+  pydantic==2.14.4 pydantic-core==2.50.5 typing-inspection==0.4.5 annotated-types==0.8.0 compressed-tensors==0.17.0 \
+  loguru==0.7.3
 python3 -m pip download -q --no-deps "${PLAT[@]}" -d "$DIR/wheels" \
   dagster==1.13.27 dagster-pipes==1.13.27 dagster-shared==1.13.27 alembic==1.20.1 mako==1.4.3 sqlalchemy==2.1.9 \
   grpcio==1.85.3 grpcio-health-checking==1.81.1 protobuf==6.33.6 structlog==26.1.0 toposort==1.10 tomli==2.5.0 \

@@ -7,7 +7,8 @@ SITE=${SITE:-/root/site}
 if [ ! -f "$SITE/.unpacked" ]; then
   mkdir -p "$SITE"
   t0=$(date +%s)
-  cat /root/vp/piece.* | tar -xz -C "$SITE"
+  # without vLLM's pieces (a quantize-only session) the project's wheels alone
+  if compgen -G "/root/vp/piece.*" > /dev/null; then cat /root/vp/piece.* | tar -xz -C "$SITE"; fi
   python3 -m pip install -q --no-deps --no-index --no-compile --target "$SITE" .device-carry/wheels/*.whl \
     $(ls /root/vp/wheels/*.whl 2>/dev/null) 2>&1 | grep -v WARNING || true
   touch "$SITE/.unpacked"
