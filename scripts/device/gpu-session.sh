@@ -5,7 +5,8 @@
 #   setsid bash scripts/device/gpu-session.sh RUN_DIR [STEP...] > /dev/null 2>&1 < /dev/null &
 #   bash scripts/device/gpu-poll.sh RUN_DIR SECONDS      # waits, prints progress, copies results to $OUT
 #
-# Steps, in order (a step that succeeded is skipped on a re-run; a failed one runs again):
+# Steps, in the order given (default: study q9b; a step that succeeded is skipped on a re-run, a failed one runs
+# again):
 #   throughput  bench/evaluator_throughput.py on a Qwen3-8B-shaped random model (the evaluator vs vllm bench serve)
 #   study       `quant-dag plan` then `quant-dag run gpu-smoke --profile gpu-node` (Dagster, CUDA AutoRound, vLLM),
 #               then `quant-dag plan` again on what the run recorded; the home is RUN_DIR/../qd-home
@@ -13,7 +14,7 @@
 #               W4A16 on CUDA (time, peak GPU memory), then its start on vLLM
 set -uo pipefail
 RUN=${1:?RUN_DIR}; shift
-STEPS=${*:-throughput study q9b}
+STEPS=${*:-study q9b}  # throughput on request: measured 2026-12-05 (README), 11 minutes of device time
 export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 # NVLink multicast stays off (the device's rule), in every process started from here
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
