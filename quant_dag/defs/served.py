@@ -330,7 +330,8 @@ def served_variant(
         op_tags=placement.op_tags if placement else None,
     )
     def _served(context: dg.AssetExecutionContext, quant_dag: QuantDag):
-        from quant_dag.evaluate.suite import SuiteRunner  # polars, aiohttp: loaded by the step, not the code location
+        # polars, aiohttp: loaded by the step, not the code location
+        from quant_dag.evaluate.suite import SuiteRunner, context_problem
         from quant_dag.serve.server import ServerFailed
         from quant_dag.serve.session import ServingSession
 
@@ -398,8 +399,14 @@ def served_variant(
                 raise dg.Failure(
                     f"{ekey.to_user_string()} failed verification, its benchmarks do not run: " + "; ".join(problems)
                 )
-        pending = sum(r.pending() for r in runners.values())
+        todo = {k: r.pending() for k, r in runners.items()}
+        pending = sum(todo.values())
         context.log.info(f"{len(runners)} benchmark(s) selected, {pending} request(s) not yet in their journals")
+        too_long = [
+            p for k, r in runners.items() if todo[k] and (p := context_problem(r.plan, session.options.max_model_len))
+        ]
+        if too_long:  # before the server starts: every request of such a suite would be refused
+            raise dg.Failure("; ".join(too_long))
         session.use_plan(plan or session.plan_on_host())
         if not (do_endpoint or pending > 0):  # every answer is journaled already: no server needed
             for k, runner in runners.items():

@@ -66,6 +66,20 @@ def load_plan(cat: "Catalog", name: str) -> SuitePlan:
     )
 
 
+def context_problem(plan: SuitePlan, max_model_len: int) -> str | None:
+    """Why no request of the suite fits the served context, or None. vLLM rejects a request whose prompt plus
+    max_tokens exceeds --max-model-len; with max_tokens alone at or past it, every request would fail, so the step
+    says so before a server starts. (Whether a long prompt fits is vLLM's to say, per request.)"""
+    max_tokens = plan.generation.get("max_tokens")
+    if max_tokens is None or max_tokens < max_model_len:
+        return None
+    return (
+        f"benchmark {plan.benchmark}: generation.max_tokens {max_tokens} leaves no room for a prompt in the "
+        f"{max_model_len} tokens served (--max-model-len: the profile's max_model_len, capped at the model's "
+        "context); lower the suite's max_tokens or serve a longer context"
+    )
+
+
 def aggregate_rows(records: list[dict], modes: list[str]) -> list[dict]:
     from quant_dag.evaluate.stats import aggregate
 

@@ -117,3 +117,16 @@ def test_served_length_reads_the_text_model_or_the_top_level():
     assert context_length({"max_position_embeddings": 2048}) == 2048
     assert context_length({}) is None and served_length({}, 32768) == 32768 and served_length(None, 512) == 512
     assert served_length({"max_position_embeddings": 2048}, 32768) == 2048
+
+
+def test_a_suite_whose_max_tokens_fill_the_served_context_is_stopped_before_serving():
+    """With --max-model-len capped at a model's context, a suite at the seed's 30,720-token cap cannot be answered
+    by a model of 8,192 positions: the step says which suite and field before a server starts."""
+    from quant_dag.evaluate.engine import SuitePlan
+    from quant_dag.evaluate.suite import context_problem
+
+    plan = SuitePlan("aime25", "aime", [], "r", {}, {"max_tokens": 30720})
+    why = context_problem(plan, 8192)
+    assert why and why.startswith("benchmark aime25: generation.max_tokens 30720") and "8192 tokens served" in why
+    assert context_problem(plan, 32768) is None
+    assert context_problem(SuitePlan("x", "aime", [], "r", {}, {"max_tokens": None}), 8192) is None
