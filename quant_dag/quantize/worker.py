@@ -177,7 +177,10 @@ def quantize(spec: dict) -> dict:
 
     logging.getLogger("autoround").addHandler(_ProgressHandler())
     kwargs = autoround_kwargs(recipe, spec["base"], spec["calibration"], spec.get("device", "cpu"))
-    usable = usable_calibration(spec["base"], spec["calibration"], int(recipe["seqlen"]))
+    try:
+        usable = usable_calibration(spec["base"], spec["calibration"], int(recipe["seqlen"]))
+    except Exception:  # noqa: BLE001 - counting must never be what stops a build; AutoRound reports its own errors
+        usable = None
     nsamples, batch_size = full_batches(int(recipe["nsamples"]), int(recipe["batch_size"]), usable)
     if (nsamples, batch_size) != (kwargs["nsamples"], kwargs["batch_size"]):
         emit("progress", step="full calibration batches", usable=usable, nsamples=nsamples, batch_size=batch_size)
