@@ -32,7 +32,7 @@ from quant_dag.profiles import ResourceProfile
 from quant_dag.quantize.worker import INFO_FILE
 from quant_dag.serve.endpoint import load_record
 from quant_dag.serve.placement import ParallelPlan, config_of, plan_parallel, variant_scheme, weights_bytes
-from quant_dag.serve.plan import kv_cache_bytes, served_length
+from quant_dag.serve.plan import auto_tp_kv_bytes, kv_cache_bytes
 
 GIB = 2**30
 
@@ -273,11 +273,7 @@ def plan_study(
     for model, variant in pairs:
         weights, weights_src = weights_bytes(cat, home, model, variant)
         config = config_of(cat, home, model, variant)
-        kv = (
-            kv_cache_bytes(config, served_length(config, serve.max_model_len) * serve.auto_tp_sequences)
-            if config
-            else None
-        )
+        kv = auto_tp_kv_bytes(config, serve.max_model_len, serve.auto_tp_sequences)
         if device == "CPU":
             parallel = ParallelPlan(1, 1, "CPU serving")
         else:

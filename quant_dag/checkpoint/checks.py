@@ -156,24 +156,19 @@ def declare_kept_16bit(ckpt: str | Path) -> list[str]:
     other configs are left alone (auto-round's extra_config is written by AutoRound from its own decisions)."""
     ckpt = Path(ckpt)
     config = read_config(ckpt)
-    qc = config.get("quantization_config") or {}
-    if str(qc.get("quant_method", "")).lower() != "compressed-tensors":
+    method, ignore, match = _declared_16bit(config)
+    if method != "compressed-tensors":
         return []
-    ignore = list(qc.get("ignore") or [])
-    added = [
-        lin.name
-        for lin in read_layout(ckpt).kept_16bit()
-        if not any(_compressed_tensors_match(p, lin.name) for p in ignore)
-    ]
+    added = [lin.name for lin in read_layout(ckpt).kept_16bit() if not any(match(p, lin.name) for p in ignore)]
     if not added:
         return []
-    for path in (ckpt / "config.json", ckpt / "quantization_config.json"):
-        if not path.is_file():
-            continue
-        doc = json.loads(path.read_text())
-        target = doc["quantization_config"] if path.name == "config.json" else doc
-        target["ignore"] = [*(target.get("ignore") or []), *added]
-        write_json_atomic(path, doc)
+    config["quantization_config"]["ignore"] = [*ignore, *added]
+    write_json_atomic(ckpt / "config.json", config)
+    exported = ckpt / "quantization_config.json"  # the exporter's copy, where it wrote one
+    if exported.is_file():
+        doc = json.loads(exported.read_text())
+        doc["ignore"] = [*(doc.get("ignore") or []), *added]
+        write_json_atomic(exported, doc)
     return added
 
 

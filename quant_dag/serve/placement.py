@@ -23,7 +23,7 @@ from quant_dag.checkpoint.locate import base_checkpoint_path, checkpoint_path_of
 from quant_dag.gpu import Gpu
 from quant_dag.home import DATA, ProjectHome
 from quant_dag.profiles import ResourceProfile
-from quant_dag.serve.plan import auto_tensor_parallel, kv_cache_bytes, served_length
+from quant_dag.serve.plan import auto_tensor_parallel, auto_tp_kv_bytes
 
 
 @dataclass(frozen=True)
@@ -139,11 +139,7 @@ def endpoint_plan(cat: Catalog, home: ProjectHome, profile: ResourceProfile, mod
     if serve.tensor_parallel_size == "auto":
         weights = weights_bytes(cat, home, model, variant)[0]
         config = config_of(cat, home, model, variant)
-        kv = (
-            kv_cache_bytes(config, served_length(config, serve.max_model_len) * serve.auto_tp_sequences)
-            if config
-            else None
-        )
+        kv = auto_tp_kv_bytes(config, serve.max_model_len, serve.auto_tp_sequences)
     return plan_parallel(
         weights,
         kv,

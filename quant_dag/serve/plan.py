@@ -211,6 +211,11 @@ def served_length(config: dict | None, requested: int) -> int:
     return min(requested, ctx) if ctx else requested
 
 
+def auto_tp_kv_bytes(config: dict | None, max_model_len: int, sequences: int) -> int | None:
+    """The KV cache `tensor_parallel_size: auto` sizes a GPU for: `sequences` sequences of the served length."""
+    return kv_cache_bytes(config, served_length(config, max_model_len) * sequences) if config else None
+
+
 def kv_cache_bytes(config: dict, tokens: int, dtype_bytes: int = 2) -> int:
     """KV cache for `tokens` tokens: full-attention layers only (Qwen3.5's linear-attention layers keep a fixed
     state)."""

@@ -22,7 +22,7 @@ from quant_dag.checkpoint.layout import read_config, read_layout
 from quant_dag.profiles import ResourceProfile
 from quant_dag.serve.endpoint import EndpointRecord, load_record, new_record
 from quant_dag.serve.placement import ParallelPlan, plan_parallel
-from quant_dag.serve.plan import device_flags, kv_cache_bytes, servable_on, served_length
+from quant_dag.serve.plan import auto_tp_kv_bytes, device_flags, servable_on, served_length
 from quant_dag.serve.server import ServeOptions, VllmServer
 
 
@@ -54,7 +54,7 @@ class ServingSession:
         if model_serve.reasoning_parser:  # the model's own parser wins over the profile's
             options.reasoning_parser = model_serve.reasoning_parser
         options.extra_args = [*options.extra_args, *model_serve.extra_args]
-        config = read_config(checkpoint)
+        self.config = config = read_config(checkpoint)
         options.extra_args += device_flags(self.device, config, options.extra_args)
         if (length := served_length(config, options.max_model_len)) < options.max_model_len:
             log(f"max_model_len {options.max_model_len} -> {length}: the model's context ends there")
@@ -80,7 +80,7 @@ class ServingSession:
         weights = kv = None
         if serve.tensor_parallel_size == "auto":
             weights = read_layout(self.checkpoint).total_bytes
-            kv = kv_cache_bytes(read_config(self.checkpoint), self.options.max_model_len * serve.auto_tp_sequences)
+            kv = auto_tp_kv_bytes(self.config, self.options.max_model_len, serve.auto_tp_sequences)
         inv = gpu.inventory()
         if not inv and "auto" not in (serve.tensor_parallel_size, serve.data_parallel_size):
             tp, dp = int(serve.tensor_parallel_size), int(serve.data_parallel_size)
