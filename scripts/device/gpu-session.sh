@@ -11,7 +11,8 @@
 #   study       `quant-dag plan` then `quant-dag run gpu-smoke --profile gpu-node` (Dagster, CUDA AutoRound, vLLM),
 #               then `quant-dag plan` again on what the run recorded; the home is RUN_DIR/../qd-home
 #   q9b         a Qwen3.5-9B-shaped random model (8 of its 32 layers, vision tower included): AutoRound light
-#               W4A16 on CUDA (time, peak GPU memory), then its start on vLLM
+#               on CUDA (time, peak GPU memory; Q9B_CASES indexes bench/gpu_quantize.py's CASES, default 1 = W4A16 with
+#               linear attention quantized, 3 = NVFP4 likewise: both measured 2026-12-05), then the first quantized checkpoint's start on vLLM
 set -uo pipefail
 RUN=${1:?RUN_DIR}; shift
 STEPS=${*:-study q9b}  # throughput on request: measured 2026-12-05 (README), 11 minutes of device time
@@ -44,7 +45,7 @@ for step in $STEPS; do
     q9b)
       [ -f /root/q9b/config.json ] || python3 -m bench.random_model /root/q9b --shape qwen3.5-9b --layers 8 \
         > "$RUN/q9b-model.log" 2>&1
-      python3 -m bench.gpu_quantize --checkpoint /root/q9b --preset light --cases 1,3 --nsamples 128 --seqlen 256 \
+      python3 -m bench.gpu_quantize --checkpoint /root/q9b --preset light --cases "${Q9B_CASES:-1}" --nsamples 128 --seqlen 256 \
         --out /root/q9b-quantize > "$RUN/q9b-quantize.log" 2>&1
       rc=$?
       cp /root/q9b-quantize/results.json "$RUN/q9b-quantize.json" 2>/dev/null
