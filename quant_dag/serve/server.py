@@ -24,7 +24,7 @@ from quant_dag.procs import die_with_parent, kill_group
 from quant_dag.profiles import ServeProfile
 
 # Lines vLLM prints while starting (0.2x GPU builds and 0.3x CPU builds word some of them differently; the GPU
-# lines are from vLLM 0.26 on an H200, tests/data/vllm-logs).
+# lines are from vLLM 0.26 on an H200 and an H100, tests/data/vllm-logs).
 STARTUP_PATTERNS: dict[str, re.Pattern[str]] = {
     "weights_gib": re.compile(r"Model loading took ([\d.]+) ?GiB"),
     "load_weights_s": re.compile(r"(?:Loading weights took|Model loading took [\d.]+ ?GiB(?: memory)? and) ([\d.]+) s"),
@@ -36,10 +36,14 @@ STARTUP_PATTERNS: dict[str, re.Pattern[str]] = {
     "cuda_graph_s": re.compile(r"Graph capturing finished in ([\d.]+) secs"),
     "cuda_graph_gib": re.compile(r"Graph capturing finished in [\d.]+ secs, took ([\d.]+) GiB"),
     "quantization": re.compile(r"quantization=([\w-]+)"),
-    "linear_kernel": re.compile(r"Using (\w+) for \w+ GEMM"),  # e.g. MarlinNvFp4LinearKernel
+    # "Using MarlinNvFp4LinearKernel for NVFP4 GEMM", "Using MarlinLinearKernel for AutoGPTQLinearMethod",
+    # "Selected CutlassFP8ScaledMMLinearKernel for CompressedTensorsW8A8Fp8"
+    "linear_kernel": re.compile(r"(?:Using|Selected) (\w+Kernel) for \w+"),
+    # "Using 'MARLIN' WNA16 MoE backend.", "Using TRITON Unquantized MoE backend out of ..."
+    "moe_backend": re.compile(r"Using '?(\w+)'? [\w ]*?MoE backend"),
     "gdn_prefill": re.compile(r"Using (.+?) GDN prefill kernel"),  # Qwen3.5's linear attention
 }
-TEXT_FACTS = ("quantization", "linear_kernel", "gdn_prefill")
+TEXT_FACTS = ("quantization", "linear_kernel", "moe_backend", "gdn_prefill")
 
 
 def parse_startup(log: str) -> dict[str, object]:
@@ -52,6 +56,35 @@ def parse_startup(log: str) -> dict[str, object]:
             raw = m.group(1).replace(",", "")
             out[key] = raw if key in TEXT_FACTS else float(raw)
     return out
+
+
+# vLLM's engine process logs its exception as "(EngineCore pid=N) ERROR ... [core.py:N] <line>", one line each; the
+# API server's own traceback that follows says only "Engine core initialization failed. See root cause above"
+_ENGINE_ERROR = re.compile(r"^\(EngineCore[^)]*\) ERROR \S+ \S+ \[[^\]]+\] (.*)$", re.M)
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def engine_error(log: str) -> str | None:
+    """The engine's root cause of a failed start, from vLLM's log: the exception, where it was raised
+    (file:line in function) and that line of code. None when the log holds no engine traceback."""
+    lines = _ENGINE_ERROR.findall(log)
+    try:
+        start = max(i for i, line in enumerate(lines) if line.startswith("Traceback"))
+    except ValueError:
+        return None
+    tb = [line.rstrip() for line in lines[start + 1 :]]
+    frames = [(i, m) for i, line in enumerate(tb) if (m := _FRAME.search(line))]
+    # the exception: the first unindented line after the frames ("AssertionError", "ValueError: ...")
+    after = frames[-1][0] + 1 if frames else 0
+    exc = next((line for line in tb[after:] if line and not line.startswith(" ")), None)
+    if exc is None:
+        return None
+    if not frames:
+        return exc
+    i, m = frames[-1]
+    code = next((line.strip() for line in tb[i + 1 :] if line.strip() and not set(line.strip()) <= set("^~ ")), "")
+    where = f"{Path(m.group(1)).name}:{m.group(2)} in {m.group(3)}"
+    return f"{exc} at {where}" + (f": {code}" if code and code != exc else "")
 
 
 def free_port() -> int:
@@ -190,9 +223,12 @@ class VllmServer:
         deadline = t0 + self.options.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+                cause = engine_error(log)
                 raise ServerFailed(
-                    f"vLLM exited with status {self.proc.returncode} while loading {self.model}; "
-                    f"end of {self.log_path}:\n{self.log_tail()}"
+                    f"vLLM exited with status {self.proc.returncode} while loading {self.model}"
+                    + (f"; the engine's error: {cause}" if cause else "")
+                    + f"; end of {self.log_path}:\n{self.log_tail()}"
                 )
             try:
                 with urllib.request.urlopen(f"{self.base_url}/health", timeout=5) as resp:

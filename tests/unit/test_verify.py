@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from quant_dag.serve.server import parse_startup
+from quant_dag.serve.server import engine_error, parse_startup
 from quant_dag.serve.verify import (
     PromptLogprobs,
     degenerate,
@@ -17,7 +17,6 @@ from quant_dag.serve.verify import (
     supports_thinking_switch,
     topk_kl,
 )
-
 
 LOG = """\
 (Worker pid=12654) INFO 11-27 11:49:19 [default_loader.py:501] Loading weights took 1.56 seconds
@@ -37,7 +36,8 @@ def test_parse_startup_facts():
     }
 
 
-GPU_LOGS = Path(__file__).parents[1] / "data" / "vllm-logs"  # vLLM 0.26.0 on an H200 (bench/gpu_servability.py)
+# vLLM 0.26.0 on an H200 (bench/gpu_servability.py) and an H100 (gpu-smoke through Dagster, 2026-12-05)
+GPU_LOGS = Path(__file__).parents[1] / "data" / "vllm-logs"
 
 
 def test_parse_startup_facts_from_real_h200_logs():
@@ -61,6 +61,47 @@ def test_parse_startup_facts_from_real_h200_logs():
     assert (base["init_engine_s"], base["compile_s"], base["warmup_s"]) == (131.6, 21.98, 87.7)
     moe = parse_startup((GPU_LOGS / "h200-vllm0.26-tiny-qwen3.5-moe__base.log").read_text())
     assert moe["gdn_prefill"] == "Triton/FLA" and moe["kv_cache_tokens"] > 0
+
+
+def test_parse_startup_facts_from_real_h100_logs():
+    w4a16_moe = parse_startup((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__w4a16-keep-shared-expert.log").read_text())
+    assert w4a16_moe == {
+        "weights_gib": 0.01,
+        "load_weights_s": 0.06,
+        "init_engine_s": 205.38,
+        "kv_cache_tokens": 120733696.0,
+        "max_concurrency": 14738.0,
+        "compile_s": 22.97,
+        "warmup_s": 160.31,
+        "cuda_graph_s": 5.0,
+        "cuda_graph_gib": 0.16,
+        "quantization": "inc",
+        "linear_kernel": "MarlinLinearKernel",  # "Using MarlinLinearKernel for AutoGPTQLinearMethod" (no "GEMM")
+        "moe_backend": "MARLIN",  # "Using 'MARLIN' WNA16 MoE backend."
+        "gdn_prefill": "Triton/FLA",
+    }
+    dense = parse_startup((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5__w4a16.log").read_text())
+    assert (dense["linear_kernel"], dense["quantization"], dense["warmup_s"]) == ("MarlinLinearKernel", "inc", 93.34)
+    assert "moe_backend" not in dense
+    base = parse_startup((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__base.log").read_text())
+    assert (base["moe_backend"], base["init_engine_s"], base["cuda_graph_s"]) == ("TRITON", 249.42, 12.0)
+    failed = parse_startup((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__fp8-static-failed.log").read_text())
+    assert failed["linear_kernel"] == "CutlassFP8ScaledMMLinearKernel" and "kv_cache_tokens" not in failed
+
+
+def test_a_failed_start_names_the_engines_error_not_the_api_servers():
+    # the log ends in the API server's "Engine core initialization failed. See root cause above"; the cause is the
+    # engine's assertion, 90 lines up
+    log = (GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__fp8-static-failed.log").read_text()
+    assert engine_error(log) == (
+        "AssertionError at compressed_tensors_moe_w8a8_fp8.py:75 in __init__: "
+        "assert self.weight_quant.strategy == QuantizationStrategy.BLOCK"
+    )
+    assert engine_error((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5__w4a16.log").read_text()) is None
+    one_line = "(EngineCore_DP0 pid=7) ERROR 01-02 03:04:05 [core.py:9] Traceback (most recent call last):\n" + (
+        "(EngineCore_DP0 pid=7) ERROR 01-02 03:04:05 [core.py:9] ValueError: no kernel for this layer\n"
+    )
+    assert engine_error(one_line) == "ValueError: no kernel for this layer"
 
 
 @pytest.mark.parametrize(
