@@ -29,6 +29,9 @@ class WeightFormat:
     symmetric: bool
     weight_only: bool  # activations stay 16-bit
     dynamic_activations: bool = False  # activation scales computed per token at run time
+    # compressed-tensors' quantization strategies ("tensor", "channel", "group", "block", "token"), '' elsewhere
+    weight_strategy: str = ""
+    activation_strategy: str = ""
 
 
 def weight_format(config: dict) -> WeightFormat:
@@ -45,7 +48,14 @@ def weight_format(config: dict) -> WeightFormat:
         wtype = "nv_fp" if "nvfp4" in str(qc.get("format", "")) else str(w.get("type", "int"))
         act = group.get("input_activations") or {}
         return WeightFormat(
-            method, wtype, int(w.get("num_bits", 4)), bool(w.get("symmetric", True)), not act, bool(act.get("dynamic"))
+            method,
+            wtype,
+            int(w.get("num_bits", 4)),
+            bool(w.get("symmetric", True)),
+            not act,
+            bool(act.get("dynamic")),
+            str(w.get("strategy") or ""),
+            str(act.get("strategy") or ""),
         )
     return WeightFormat(
         method,
@@ -72,25 +82,60 @@ def _format_name(fmt: WeightFormat) -> str:
     return f"int{fmt.bits}-{'weight-only' if fmt.weight_only else 'w8a8'}"
 
 
-# What vLLM 0.26.0 did on an H200 (Hopper, sm_90), served by bench/gpu_servability.py or by hand (FACTS.md):
-# (format, architecture) -> what was seen. Nothing measured there was refused; a pair not listed is tried, and
-# a failure to load is recorded with vLLM's log like any other.
+# What vLLM 0.26.0 did on Hopper (sm_90: an H200, then an H100), served by bench/gpu_servability.py, by hand
+# (FACTS.md) or by the gpu-smoke study through Dagster (2026-12-05, H100; logs in tests/data/vllm-logs):
+# (format, architecture) -> what was seen. A pair not listed is tried, and a failure to load is recorded with
+# vLLM's log like any other; a measured refusal is `_gpu_refusal`.
 GPU_MEASURED: dict[tuple[str, str], str] = {
     ("bf16", "dense"): "served a Qwen3-8B shape and the tiny Qwen3.5 (GDN prefill on Triton/FLA); smoke answers right",
-    ("bf16", "moe"): "served the tiny Qwen3.5-MoE (GDN prefill on Triton/FLA); smoke answers right",
-    ("int4-weight-only", "dense"): "served AutoRound W4A16 of a Qwen3-8B shape (10,192 output tok/s, 128 at once)",
+    ("bf16", "moe"): "served the tiny Qwen3.5-MoE (GDN prefill on Triton/FLA, experts on the TRITON MoE backend); "
+    "smoke answers right",
+    ("int4-weight-only", "dense"): "served AutoRound W4A16 of a Qwen3-8B shape (10,192 output tok/s, 128 at once) "
+    "and of the tiny Qwen3.5 (MarlinLinearKernel, KL 0.0005 nats/token vs bf16)",
+    ("int4-weight-only", "moe"): "served AutoRound W4A16 of the tiny Qwen3.5-MoE, shared expert kept 16-bit "
+    "(experts on the MARLIN WNA16 MoE backend, KL 0.0007 nats/token vs bf16)",
     ("nvfp4", "dense"): "served NVFP4 (llm_compressor) of the tiny Qwen3.5 with linear attention quantized: "
     "MarlinNvFp4LinearKernel (weight-only FP4, Hopper has no FP4 math), KL 0.003 nats/token vs bf16",
 }
 
 
+def _gpu_refusal(fmt: WeightFormat, arch: str) -> str | None:
+    """What vLLM 0.26 on Hopper was seen to refuse, before a start spends minutes finding it again.
+
+    FP8 experts (CompressedTensorsW8A8Fp8MoEMethod) take weights / activations per tensor / per tensor, per
+    channel / dynamic per token, or block-wise weights; anything else fails an assertion at engine start. Seen on an
+    H100 with AutoRound's FP8_STATIC (per-channel weights, static per-tensor activations) of the tiny Qwen3.5-MoE.
+    """
+    fp8 = fmt.method == "compressed-tensors" and fmt.weight_type in ("float", "fp") and fmt.bits == 8
+    if arch != "moe" or not fp8 or fmt.weight_only:
+        return None
+    w, a = fmt.weight_strategy, fmt.activation_strategy
+    if (
+        w == "block"
+        or (w == "tensor" and a == "tensor")
+        or (w == "channel" and a == "token" and fmt.dynamic_activations)
+    ):
+        return None
+    acts = f"{'dynamic' if fmt.dynamic_activations else 'static'} per-{a or '?'}"
+    return (
+        f"vLLM 0.26.0's FP8 MoE experts take per-tensor weights with per-tensor activations, per-channel weights with "
+        f"dynamic per-token activations, or block-wise weights; this checkpoint has per-{w or '?'} weights with {acts} "
+        "activations (seen on an H100: 'AssertionError' in CompressedTensorsW8A8Fp8MoEMethod at engine start). "
+        "For an MoE use FP8_BLOCK, or FP8_STATIC with group_size 0 (per-tensor weights)"
+    )
+
+
 def _gpu_servability(config: dict) -> Servability:
-    fmt = _format_name(weight_format(config))
+    fmt = weight_format(config)
+    name = _format_name(fmt)
     arch = "moe" if "moe" in str(config.get("model_type", "")) else "dense"
-    seen = GPU_MEASURED.get((fmt, arch))
+    refused = _gpu_refusal(fmt, arch)
+    if refused:
+        return Servability(False, refused)
+    seen = GPU_MEASURED.get((name, arch))
     if seen:
-        return Servability(True, f"vLLM 0.26.0 on an H200 {seen}")
-    return Servability(True, f"{fmt} {arch} not yet served on a GPU here: vLLM is tried and a failure is recorded")
+        return Servability(True, f"vLLM 0.26.0 on Hopper {seen}")
+    return Servability(True, f"{name} {arch} not yet served on a GPU here: vLLM is tried and a failure is recorded")
 
 
 GDN_PREFILL_FLAG = "--gdn-prefill-backend"

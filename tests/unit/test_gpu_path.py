@@ -255,8 +255,48 @@ def test_gpu_servability_names_what_was_measured_and_what_was_not(tmp_path):
     w4 = on_gpu("w4", "qwen3", autoround_config())
     assert w4.servable and "W4A16" in w4.reason
     moe_w4 = on_gpu("moe", "qwen3_5_moe", autoround_config())
-    assert moe_w4.servable and moe_w4.reason.startswith("int4-weight-only moe not yet served on a GPU")
+    assert moe_w4.servable and "MARLIN WNA16 MoE backend" in moe_w4.reason
     assert "fp8 dense not yet served" in on_gpu("fp8", "qwen3_5", {"quant_method": "fp8"}).reason
+
+
+def fp8_config(weights: str, activations: str | None, dynamic: bool = False) -> dict:
+    from tests.support.ckpt import compressed_tensors_config
+
+    qc = compressed_tensors_config([], num_bits=8, fmt="float-quantized")
+    group = qc["config_groups"]["group_0"]
+    group["weights"]["strategy"] = weights
+    if activations:
+        group["input_activations"] = {"num_bits": 8, "type": "float", "strategy": activations, "dynamic": dynamic}
+    return qc
+
+
+def test_fp8_experts_vllm_refused_on_the_gpu_are_not_served(tmp_path):
+    import sys
+
+    from quant_dag.serve.plan import servable_on
+
+    # the real config of AutoRound's FP8_STATIC of the tiny Qwen3.5-MoE, which vLLM 0.26 refused on an H100
+    # (tests/data/vllm-logs/h100-vllm0.26-tiny-qwen3.5-moe__fp8-static-failed.log)
+    real = json.loads(
+        (Path(__file__).parents[1] / "data/gpu-checkpoints/tiny-qwen3.5-moe__fp8-static.config.json").read_text()
+    )
+    refused = servable_on("cuda", config_only_checkpoint(tmp_path, "real", real), sys.executable)
+    assert not refused.servable
+    assert "per-channel weights with static per-tensor activations" in refused.reason and "0.26.0" in refused.reason
+
+    def on_gpu(name: str, model_type: str, qc: dict):
+        d = config_only_checkpoint(tmp_path, name, {"model_type": model_type, "quantization_config": qc})
+        return servable_on("cuda", d, sys.executable)
+
+    # what vLLM's FP8 MoE method accepts is tried
+    assert on_gpu("tt", "qwen3_5_moe", fp8_config("tensor", "tensor")).servable
+    assert on_gpu("ct", "qwen3_5_moe", fp8_config("channel", "token", dynamic=True)).servable
+    assert on_gpu("block", "qwen3_5_moe", fp8_config("block", "group", dynamic=True)).servable
+    assert not on_gpu("cs", "qwen3_5_moe", fp8_config("channel", "token")).servable  # static per-token: refused too
+    # the same layout on a dense model goes to a linear kernel (CutlassFP8ScaledMMLinearKernel was chosen)
+    assert on_gpu("dense", "qwen3_5", fp8_config("channel", "tensor")).servable
+    # FP8 weight-only experts are another vLLM method
+    assert on_gpu("w8a16", "qwen3_5_moe", fp8_config("channel", None)).servable
 
 
 def test_linear_attention_models_get_the_triton_gdn_prefill_on_gpu():
