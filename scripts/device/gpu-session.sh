@@ -19,9 +19,9 @@ STEPS=${*:-study q9b}  # throughput on request: measured 2026-12-05 (README), 11
 export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 # NVLink multicast stays off (the device's rule), in every process started from here
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-# Triton's autotuning results on disk: the Gated DeltaNet kernels' autotuning was most of a Qwen3.5 server's
-# start (88 of 194 s on the H200); with this, servers after the first should reuse it (compare their warmup_s)
-export TRITON_CACHE_AUTOTUNING=1
+# Not shortened by TRITON_CACHE_AUTOTUNING (vLLM 0.26 sets it already): the Gated DeltaNet kernels' JIT and
+# autotuning (88-160 s of each Qwen3.5 start, 2026-12-05) land in TRITON_CACHE_DIR, which vLLM points into each
+# model's own torch.compile cache, so no variant reuses another's
 export QUANT_DAG_HOME=${QUANT_DAG_HOME:-$(dirname "$RUN")/qd-home}
 mkdir -p "$RUN" "$QUANT_DAG_HOME"
 rm -f "$RUN/all.done"  # gpu-poll.sh waits for this session's end, not an earlier one's
