@@ -84,11 +84,22 @@ SERVER_START_S = {
 }
 
 
-def typical_start(device: str, moe: bool) -> tuple[float, str]:
-    """Seconds a server takes to start on `device`, from SERVER_START_S: the architecture's row, else the dense one."""
-    for arch in ("moe", "dense") if moe else ("dense",):
-        if (device, arch) in SERVER_START_S:
-            return SERVER_START_S[(device, arch)], f"typical start of a {arch} model on {device}"
+# Starts under enforce_eager (resources/gpu-node-eager.yaml: no torch.compile or CUDA graphs, and a Triton cache
+# shared by every server), by device and architecture: none measured yet.
+EAGER_START_S: dict[tuple[str, str], float] = {}
+
+
+def typical_start(device: str, moe: bool, eager: bool = False) -> tuple[float, str]:
+    """Seconds a server takes to start on `device`: the architecture's measured row, else the dense one; an eager
+    server without rows of its own gets the compiled start, an upper bound."""
+    archs = ("moe", "dense") if moe else ("dense",)
+    for table, mode in ((EAGER_START_S, " eager"), (SERVER_START_S, "")) if eager else ((SERVER_START_S, ""),):
+        for arch in archs:
+            if (device, arch) in table:
+                why = f"typical{mode} start of a {arch} model on {device}"
+                if eager and not mode:
+                    why += " (compiled; eager not measured there: an upper bound)"
+                return table[(device, arch)], why
     return 200.0, f"no start measured on {device}: 200 s assumed"
 
 
@@ -316,7 +327,9 @@ def plan_study(
         measured_start = _start_s(home.artifacts(graph.endpoint(model, variant))) if history else None
         moe = "moe" in str((config or {}).get("model_type", ""))
         start, start_src = (
-            (measured_start, "measured start of this endpoint") if measured_start else typical_start(device, moe)
+            (measured_start, "measured start of this endpoint")
+            if measured_start
+            else typical_start(device, moe, serve.enforce_eager)
         )
         refused = _gpu_refusal(cat, home, model, variant) if device != "CPU" else None
         if refused:  # the endpoint step records it without starting a server

@@ -8,15 +8,21 @@ HOME_DIR=${QUANT_DAG_HOME:-$(dirname "$RUN")/qd-home}
 t0=$(date +%s)
 while [ ! -f "$RUN/all.done" ] && [ $(( $(date +%s) - t0 )) -lt "$WAIT" ]; do sleep 5; done
 cat "$RUN/progress" 2>/dev/null
-for f in "$RUN"/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 6 "$f"; }; done
+# Dagster's DEBUG events would fill the tail: the steps' own lines and failures
+for f in "$RUN"/*.log; do [ -f "$f" ] && { echo "== $f"; grep -v ' - DEBUG - ' "$f" | tail -n 6 | cut -c1-400; }; done
 nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader 2>/dev/null
 if [ -n "${OUT:-}" ]; then
   tar -czf "$OUT/run.tgz" -C "$(dirname "$RUN")" "$(basename "$RUN")" --exclude='*.safetensors' 2>/dev/null
   # the home without weights or tokenizers (a file back is at most 16 MiB): logs, configs, records, summaries;
   # the Dagster instance on its own
   if [ -d "$HOME_DIR" ]; then
+    # vLLM's compile caches (cache/) made it 47 MB (2026-12-05); a larger one comes back in 15 MiB parts
     (cd "$(dirname "$HOME_DIR")" && find "$(basename "$HOME_DIR")" -type f -size -4M ! -path '*/dagster/*' \
-      ! -name '*.safetensors' ! -name 'tokenizer*' ! -name '*.bin' ! -name '*.pt' | tar -czf "$OUT/home.tgz" -T -)
+      ! -path '*/cache/*' ! -name '*.safetensors' ! -name 'tokenizer*' ! -name '*.bin' ! -name '*.pt' \
+      | tar -czf "$OUT/home.tgz" -T -)
+    if [ "$(stat -c %s "$OUT/home.tgz")" -gt 15728640 ]; then
+      (cd "$OUT" && split -b 15m home.tgz home.tgz.part- && rm home.tgz)  # cat home.tgz.part-* | tar -xz
+    fi
     tar -czf "$OUT/dagster.tgz" -C "$(dirname "$HOME_DIR")" "$(basename "$HOME_DIR")/dagster" 2>/dev/null
   fi
   ls -la "$OUT"

@@ -8,8 +8,10 @@
 # Steps, in the order given (default: study q9b; a step that succeeded is skipped on a re-run, a failed one runs
 # again):
 #   throughput  bench/evaluator_throughput.py on a Qwen3-8B-shaped random model (the evaluator vs vllm bench serve)
-#   study       `quant-dag plan` then `quant-dag run gpu-smoke --profile gpu-node` (Dagster, CUDA AutoRound, vLLM),
-#               then `quant-dag plan` again on what the run recorded; the home is RUN_DIR/../qd-home
+#   study       `quant-dag plan` then `quant-dag run gpu-smoke --profile $STUDY_PROFILE` (Dagster, CUDA AutoRound,
+#               vLLM), then `quant-dag plan --check` on what the run recorded; the home is RUN_DIR/../qd-home.
+#               STUDY_PROFILE defaults to gpu-node-eager: under gpu-node the study's servers took 200-342 s each
+#               (2026-12-05) and the whole of it did not fit one device session
 #   q9b         a Qwen3.5-9B-shaped random model (8 of its 32 layers, vision tower included): AutoRound light
 #               on CUDA (time, peak GPU memory; Q9B_CASES indexes bench/gpu_quantize.py's CASES, default 1 = W4A16 with
 #               linear attention quantized, 3 = NVFP4 likewise: both measured 2026-12-05), then the first quantized checkpoint's start on vLLM
@@ -38,10 +40,11 @@ for step in $STEPS; do
     study)
       # the tiny models, built on the CPU and carried (scripts/device/stage-project.sh ... HOME_DIR)
       [ -d /root/carry-home ] && cp -r --update=none /root/carry-home/. "$QUANT_DAG_HOME"/
-      python3 -m quant_dag.cli.main plan gpu-smoke --profile gpu-node > "$RUN/plan-before.txt" 2>&1
-      python3 -m quant_dag.cli.main run gpu-smoke --profile gpu-node > "$RUN/study.log" 2>&1
+      p=${STUDY_PROFILE:-gpu-node-eager}
+      python3 -m quant_dag.cli.main plan gpu-smoke --profile "$p" > "$RUN/plan-before.txt" 2>&1
+      python3 -m quant_dag.cli.main run gpu-smoke --profile "$p" > "$RUN/study.log" 2>&1
       rc=$?
-      python3 -m quant_dag.cli.main plan gpu-smoke --profile gpu-node --check > "$RUN/plan-after.txt" 2>&1 ;;
+      python3 -m quant_dag.cli.main plan gpu-smoke --profile "$p" --check > "$RUN/plan-after.txt" 2>&1 ;;
     q9b)
       [ -f /root/q9b/config.json ] || python3 -m bench.random_model /root/q9b --shape qwen3.5-9b --layers 8 \
         > "$RUN/q9b-model.log" 2>&1
