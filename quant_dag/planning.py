@@ -119,7 +119,45 @@ TUNING_MEASURED = (
     TuningMeasured(
         "H100", 12.4, 0.216, 50, 8 * 2048, "AutoRound light, Qwen3.5-9B-shaped layers, torch GDN path (FACTS.md)"
     ),
+    # the whole AutoRound call (30.9 s) over its 8 layers, so an upper bound of the tuning: scaled linearly from the
+    # row above, 2,048 tokens per iteration predicted 1.6 s; a fixed cost per iteration is the difference
+    TuningMeasured(
+        "H100",
+        3.86,
+        0.216,
+        50,
+        8 * 256,
+        "AutoRound light W4A16, Qwen3.5-9B shape with 8 layers (bench/results/gpu_quantize-q9b-h100-2026-12-05.json)",
+    ),
 )
+
+
+def tuning_seconds_per_layer(device: str, layer_b: float, iters: int, batch_tokens: int) -> tuple[float, str]:
+    """AutoRound's tuning time for one decoder layer of `layer_b` billion parameters: per iteration a fixed part
+    and a part per token, fitted to the device's two measurements at different tokens per iteration (one
+    measurement: proportional to the tokens), both scaled by the layer's parameters."""
+    rows = [m for m in TUNING_MEASURED if m.device == device] or [
+        m for m in TUNING_MEASURED if m.device == TUNING_MEASURED[0].device
+    ]
+    where = "" if rows[0].device == device else f", measured on {rows[0].device}"
+
+    def per_iter_b(m: TuningMeasured) -> float:  # seconds per iteration per billion layer parameters
+        return m.seconds_per_layer / m.iters / m.layer_params_b
+
+    lo, hi = min(rows, key=lambda m: m.batch_tokens), max(rows, key=lambda m: m.batch_tokens)
+    if lo.batch_tokens == hi.batch_tokens:
+        seconds = per_iter_b(hi) * batch_tokens / hi.batch_tokens * layer_b * iters
+        return seconds, f"{hi.seconds_per_layer} s per layer of {hi.layer_params_b}B ({hi.source}{where}) scaled"
+    per_token = (per_iter_b(hi) - per_iter_b(lo)) / (hi.batch_tokens - lo.batch_tokens)
+    fixed = per_iter_b(lo) - per_token * lo.batch_tokens
+    seconds = (fixed + per_token * batch_tokens) * layer_b * iters
+    return seconds, (
+        f"per layer of {hi.layer_params_b}B and iteration {fixed * hi.layer_params_b * 1000:.0f} ms + "
+        f"{per_token * hi.layer_params_b * 1e6:.3f} ms per 1,000 tokens (fitted to {hi.seconds_per_layer} s at "
+        f"{hi.batch_tokens} tokens and {lo.seconds_per_layer} s at {lo.batch_tokens}, {hi.iters} iters{where}) scaled"
+    )
+
+
 # Per run, whatever the size: loading, calibration set, packing and export (tiny Qwen3.5 on the H200: 38-47 s in all)
 QUANTIZE_OVERHEAD_S = 40.0
 
@@ -415,13 +453,11 @@ def quantize_seconds(
         return None, why
     tied = bool(text.get("tie_word_embeddings", (config or {}).get("tie_word_embeddings", False)))
     layer_b = max(0.0, params_b - vocab * hidden * (1 if tied else 2) / 1e9) / layers  # vision tower: not subtracted
-    m = next((m for m in TUNING_MEASURED if m.device == device), TUNING_MEASURED[0])
-    per_layer = m.seconds_per_layer * (layer_b / m.layer_params_b) * (iters / m.iters) * (batch_tokens / m.batch_tokens)
-    where = "" if m.device == device else f", measured on {m.device}"
+    per_layer, why = tuning_seconds_per_layer(device, layer_b, iters, batch_tokens)
     return (
         QUANTIZE_OVERHEAD_S + layers * per_layer,
-        f"{m.seconds_per_layer} s per layer of {m.layer_params_b}B ({m.source}{where}) scaled to {layers} layers of "
-        f"{layer_b:.3g}B, {iters} iters of {batch_tokens} tokens, + {QUANTIZE_OVERHEAD_S:.0f} s per run",
+        f"{why} to {layers} layers of {layer_b:.3g}B, {iters} iters of {batch_tokens} tokens, "
+        f"+ {QUANTIZE_OVERHEAD_S:.0f} s per run",
     )
 
 

@@ -26,6 +26,7 @@ from quant_dag.planning import (
     plan_study,
     sample_count,
     throughput,
+    tuning_seconds_per_layer,
     typical_start,
 )
 from quant_dag.profiles import load_profile
@@ -260,3 +261,17 @@ def test_a_variant_the_gpu_refuses_is_planned_without_a_server(tmp_path):
     fp8_suite = next(s for s in plan.suites if s.variant == "fp8")
     assert fp8_suite.requests == 0 and fp8_suite.seconds == 0.0
     assert next(s for s in plan.suites if s.variant == "w4").requests == 50  # served: all 50 samples
+
+
+def test_tuning_time_has_a_fixed_cost_per_iteration(monkeypatch):
+    """The 9B shape's light W4A16 at 2,048 tokens per iteration took 3.86 s per layer on the H100 where the
+    16,384-token row scaled linearly said 1.55 s: the plan fits a fixed part per iteration and a part per token."""
+    from quant_dag import planning
+
+    hi, lo = TUNING_MEASURED
+    assert tuning_seconds_per_layer("H100", hi.layer_params_b, 50, hi.batch_tokens)[0] == pytest.approx(12.4)
+    assert tuning_seconds_per_layer("H100", lo.layer_params_b, 50, lo.batch_tokens)[0] == pytest.approx(3.86)
+    half, _ = tuning_seconds_per_layer("H100", hi.layer_params_b / 2, 100, 0)  # the fixed part alone, scaled
+    assert half == pytest.approx(3.86 - (12.4 - 3.86) / (16384 - 2048) * 2048)
+    monkeypatch.setattr(planning, "TUNING_MEASURED", (hi,))  # one measurement: proportional to the tokens
+    assert tuning_seconds_per_layer("H100", hi.layer_params_b, 50, 2048)[0] == pytest.approx(12.4 / 8)
