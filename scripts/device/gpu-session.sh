@@ -13,8 +13,10 @@
 #               STUDY_PROFILE defaults to gpu-node-eager: under gpu-node the study's servers took 200-342 s each
 #               (2026-12-05) and the whole of it did not fit one device session
 #   q9b         a Qwen3.5-9B-shaped random model (8 of its 32 layers, vision tower included): AutoRound light
-#               on CUDA (time, peak GPU memory; Q9B_CASES indexes bench/gpu_quantize.py's CASES, default 1 = W4A16 with
-#               linear attention quantized, 3 = NVFP4 likewise: both measured 2026-12-05), then the first quantized checkpoint's start on vLLM
+#               on CUDA (time, peak GPU memory; Q9B_CASES indexes bench/gpu_quantize.py's CASES, default 1 =
+#               W4A16 with linear attention quantized, 3 = NVFP4 likewise: both measured 2026-12-05), then the
+#               first quantized checkpoint's start on vLLM (profile gpu-node)
+#   q9b-default (on request) AutoRound's default preset on a 4-layer 9B shape: its time per layer beside light's
 set -uo pipefail
 RUN=${1:?RUN_DIR}; shift
 STEPS=${*:-study q9b}  # throughput on request: measured 2026-12-05 (README), 11 minutes of device time
@@ -55,6 +57,15 @@ for step in $STEPS; do
       q=$(ls -d /root/q9b-quantize/q/*/ 2>/dev/null | head -1)
       [ -n "$q" ] && python3 -m bench.serve_start "$q" --repeats 1 --profile gpu-node --device cuda \
         --log-dir "$RUN/q9b-serve" > "$RUN/q9b-serve.log" 2>&1 ;;
+    q9b-default)
+      # AutoRound's default preset (200 iterations) per layer, beside light's, on 4 of the 9B shape's layers
+      # (3 linear-attention, 1 full): about 4 minutes by the plan's fit (50 s per layer at 16,384 tokens)
+      [ -f /root/q9b4/config.json ] || python3 -m bench.random_model /root/q9b4 --shape qwen3.5-9b --layers 4 \
+        > "$RUN/q9b4-model.log" 2>&1
+      python3 -m bench.gpu_quantize --checkpoint /root/q9b4 --preset default --cases 1 --nsamples 128 \
+        --seqlen 2048 --out /root/q9b4-quantize > "$RUN/q9b-default.log" 2>&1
+      rc=$?
+      cp /root/q9b4-quantize/results.json "$RUN/q9b-default.json" 2>/dev/null ;;
     *) echo "unknown step $step" >> "$RUN/progress"; rc=2 ;;
   esac
   note "end $step rc=$rc"
