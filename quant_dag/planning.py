@@ -369,7 +369,7 @@ def plan_study(
             if measured_start
             else typical_start(device, moe, serve.enforce_eager)
         )
-        refused = _gpu_refusal(cat, home, model, variant) if device != "CPU" else None
+        refused = _refused_on_gpu(cat, home, model, variant) if device != "CPU" else None
         if refused:  # the endpoint step records it without starting a server
             start, start_src = 0.0, f"not served: {refused}"
         out.variants.append(
@@ -518,7 +518,7 @@ def _concurrency(bench, weights, config, parallel, gpu_gib, serve, out_tokens, d
     return wanted, ""
 
 
-def _gpu_refusal(cat: Catalog, home: ProjectHome, model: str, variant: str) -> str | None:
+def _refused_on_gpu(cat: Catalog, home: ProjectHome, model: str, variant: str) -> str | None:
     """Why vLLM on a GPU will not serve a variant already on disk (serve.plan's measured refusals), else None."""
     ckpt = checkpoint_path_of(cat, home, model, variant)
     if not (ckpt / "config.json").is_file():
