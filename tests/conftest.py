@@ -14,7 +14,6 @@ from quant_dag.catalog.load import load_catalog
 from quant_dag.checkpoint.store import ensure_checkpoint
 from quant_dag.home import REPO
 
-
 # Fewer samples than the demo command runs, same suites and code paths.
 DEMO_CUTS = [
     ("dataset: {generate: {count: 40, seed: 0}}\n    generation: {temperature: 0.0, max_tokens: 48}",

@@ -557,7 +557,8 @@ TASKS: dict[str, TaskInfo] = {
 }  # fmt: skip
 
 
-# The catalog validates task names against TASK_NAMES: this table covers exactly those (tests/unit/test_datasets.py too).
+# The catalog validates task names against TASK_NAMES: this table covers exactly those
+# (tests/unit/test_datasets.py too).
 if tuple(TASKS) != TASK_NAMES:
     raise AssertionError(f"evaluate.datasets.TASKS {tuple(TASKS)} != catalog.tasks.TASK_NAMES {TASK_NAMES}")
 

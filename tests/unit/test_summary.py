@@ -13,10 +13,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from quant_dag.evaluate.paired import compare_paired
 from quant_dag.evaluate.stats import aggregate
 from quant_dag.summary import charts
 from quant_dag.summary.report import main_table_md, write_report
-from quant_dag.evaluate.paired import compare_paired
 from quant_dag.summary.tables import (
     NEVER,
     Missing,
