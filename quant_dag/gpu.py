@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,20 @@ def _release(files: list[IO[str]]) -> None:
 
 
 LEDGER = "ledger.jsonl"  # in the lock folder: one line per lease held, the GPU time a study really took
+WAIT_REPORT_EVERY_S = 60.0
+
+
+def holders(lock_dir: Path, gpus: list[Gpu]) -> str:
+    """Who holds these GPUs now, from what each holder wrote into its lock file: 'GPU 0: endpoint/m/v (pid 7,
+    for 120 s)'. Read without locking: a holder may be mid-write, so unreadable entries are skipped."""
+    out = []
+    for g in gpus:
+        try:
+            h = json.loads((lock_dir / f"gpu-{g.index}.lock").read_text())
+            out.append(f"GPU {g.index}: {h['label'] or '?'} (pid {h['pid']}, for {time.time() - h['since']:.0f} s)")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return "; ".join(out) or "holders unknown"
 
 
 def ledger(lock_dir: Path) -> list[dict]:
@@ -130,10 +144,13 @@ def lease(
     timeout_s: float = 3600,
     poll_s: float = 2.0,
     label: str = "",
+    waiting: Callable[[str], None] | None = None,
 ) -> Iterator[Lease]:
     """Hold `count` GPUs exclusively for the block; wait up to `timeout_s` for them to be free. Each lease is
-    accounted in the lock folder's ledger (`label`, usually the asset key, says what held the GPUs)."""
+    accounted in the lock folder's ledger (`label`, usually the asset key, says what held the GPUs). `waiting`,
+    when given, hears who holds them when the wait begins and every minute after."""
     asked = time.monotonic()
+    next_report = asked
     gpus = inventory() if gpus is None else gpus
     if count > len(gpus):
         raise NoGpuAvailable(f"{count} GPU(s) requested, {len(gpus)} on this machine")
@@ -151,9 +168,9 @@ def lease(
         if len(held) == count:
             got, started_at, chosen = time.monotonic(), time.time(), [g for g, _ in held]
             try:
-                for f in files:
+                for f in files:  # what `holders` tells the steps that wait
                     f.truncate(0)
-                    f.write(f"{os.getpid()}\n")
+                    f.write(json.dumps({"pid": os.getpid(), "label": label, "since": started_at}) + "\n")
                     f.flush()
                 yield Lease(chosen)
             finally:
@@ -164,7 +181,13 @@ def lease(
             return
         _release(files)
         if time.monotonic() > deadline:
-            raise NoGpuAvailable(f"no {count} free GPU(s) within {timeout_s:.0f} s (locks in {lock_dir})")
+            raise NoGpuAvailable(
+                f"no {count} free GPU(s) within {timeout_s:.0f} s (locks in {lock_dir}; {holders(lock_dir, gpus)})"
+            )
+        if waiting is not None and time.monotonic() >= next_report:
+            next_report += WAIT_REPORT_EVERY_S
+            waited = time.monotonic() - asked
+            waiting(f"waiting {waited:.0f} s for {count} GPU(s) of {len(gpus)}: {holders(lock_dir, gpus)}")
         time.sleep(poll_s)
 
 
@@ -183,8 +206,15 @@ def assigned(count: int) -> Lease:
 
 
 def hold(
-    count: int, lock_dir: Path, *, scheduler_assigned: bool, label: str = ""
+    count: int,
+    lock_dir: Path,
+    *,
+    scheduler_assigned: bool,
+    label: str = "",
+    waiting: Callable[[str], None] | None = None,
 ) -> contextlib.AbstractContextManager[Lease]:
     """The GPUs a step works on: those a cluster scheduler reserved for it (`assigned`), else exclusive leases on
-    this host (`lease`, accounted in the ledger under `label`)."""
-    return contextlib.nullcontext(assigned(count)) if scheduler_assigned else lease(count, lock_dir, label=label)
+    this host (`lease`, accounted in the ledger under `label`; `waiting` hears who holds them while it waits)."""
+    if scheduler_assigned:
+        return contextlib.nullcontext(assigned(count))
+    return lease(count, lock_dir, label=label, waiting=waiting)

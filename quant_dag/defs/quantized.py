@@ -109,7 +109,13 @@ def recipe_asset(
         on_gpu = profile.device != "cpu"
         on_cluster = run_profile.cluster is not None  # the scheduler reserved the GPUs: no lock on this host
         with (
-            gpu.hold(profile.gpus, home.root / "locks", scheduler_assigned=on_cluster, label=key.to_user_string())
+            gpu.hold(
+                profile.gpus,
+                home.root / "locks",
+                scheduler_assigned=on_cluster,
+                label=key.to_user_string(),
+                waiting=context.log.info,
+            )
             if on_gpu
             else contextlib.nullcontext()
         ) as held:

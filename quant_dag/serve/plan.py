@@ -103,6 +103,14 @@ GPU_MEASURED: dict[tuple[str, str], str] = {
     "MarlinNvFp4LinearKernel (weight-only FP4, Hopper has no FP4 math), KL 0.003 nats/token vs bf16",
 }
 
+# Pairs seen loading but not yet answering (the layouts `_gpu_refusal` passes)
+GPU_TRIED: dict[tuple[str, str], str] = {
+    ("fp8", "moe"): "loaded FP8_STATIC with per-tensor weights (group_size 0) of the tiny Qwen3.5-MoE (experts on "
+    "the FLASHINFER_CUTLASS FP8 MoE backend, dense layers on CutlassFP8ScaledMMLinearKernel) and was still in its "
+    "first profiling run, log silent and GPU idle, 7 minutes later when the device time ended (H100, eager); "
+    "not yet seen answering",
+}
+
 
 def _gpu_refusal(fmt: WeightFormat, arch: str) -> str | None:
     """What vLLM 0.26 on Hopper was seen to refuse, before a start spends minutes finding it again.
@@ -140,6 +148,9 @@ def _gpu_servability(config: dict) -> Servability:
     seen = GPU_MEASURED.get((name, arch))
     if seen:
         return Servability(True, f"vLLM 0.26.0 on Hopper {seen}")
+    tried = GPU_TRIED.get((name, arch))
+    if tried:
+        return Servability(True, f"vLLM 0.26.0 on Hopper {tried}: tried, and a failure is recorded")
     return Servability(True, f"{name} {arch} not yet served on a GPU here: vLLM is tried and a failure is recorded")
 
 

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from quant_dag.procs import die_with_parent, kill_group
 from quant_dag.profiles import ServeProfile
@@ -45,6 +46,21 @@ STARTUP_PATTERNS: dict[str, re.Pattern[str]] = {
 }
 TEXT_FACTS = ("quantization", "linear_kernel", "moe_backend", "gdn_prefill")
 
+# Where a start stands, by the last of these lines in the log (vLLM 0.26): a GPU start is minutes of silence in
+# places (the first profiling run of a Qwen3.5 JIT-compiles and autotunes its kernels: 90-190 s on an H100 with a
+# cold cache, 2026-12-05), so the step says which silence it is in.
+START_PHASES: tuple[tuple[str, str], ...] = (
+    ("Starting to load model", "loading the model"),
+    ("Model loading took", "first profiling run (kernels JIT-compile and autotune here: minutes on a cold cache)"),
+    ("Dynamo bytecode transform", "torch.compile"),
+    ("torch.compile took", "first profiling run (kernels JIT-compile and autotune here: minutes on a cold cache)"),
+    ("Available KV cache memory", "KV cache allocated, warming up kernels"),
+    ("Capturing CUDA graphs", "capturing CUDA graphs"),
+    ("init engine (profile, create kv cache, warmup model) took", "engine ready, API server starting"),
+    ("Starting vLLM server on", "API server up"),
+)
+PROGRESS_EVERY_S = 60.0
+
 
 def parse_startup(log: str) -> dict[str, object]:
     """Facts vLLM prints while starting: weights memory, load, compile, warmup and CUDA-graph times, KV cache,
@@ -56,6 +72,12 @@ def parse_startup(log: str) -> dict[str, object]:
             raw = m.group(1).replace(",", "")
             out[key] = raw if key in TEXT_FACTS else float(raw)
     return out
+
+
+def start_phase(log: str) -> str:
+    """The stage a starting vLLM is in, by the latest milestone its log shows."""
+    found = [(log.rfind(line), phase) for line, phase in START_PHASES if line in log]
+    return max(found)[1] if found else "launching"
 
 
 # vLLM's engine process logs its exception as "(EngineCore pid=N) ERROR ... [core.py:N] <line>", one line each; the
@@ -165,12 +187,22 @@ class ServeOptions:
 
 
 class VllmServer:
-    """Context manager: `with VllmServer(model, opts, log) as srv: srv.base_url ...`; stopped on every exit path."""
+    """Context manager: `with VllmServer(model, opts, log) as srv: srv.base_url ...`; stopped on every exit path.
+
+    `progress`, when given, hears every minute of a start where it stands (`start_phase`)."""
 
     def __init__(
-        self, model: Path, options: ServeOptions, log_path: Path, *, python: str | None = None, name: str = "model"
+        self,
+        model: Path,
+        options: ServeOptions,
+        log_path: Path,
+        *,
+        python: str | None = None,
+        name: str = "model",
+        progress: Callable[[str], None] | None = None,
     ):
         self.model, self.options, self.log_path, self.name = Path(model), options, Path(log_path), name
+        self.progress = progress
         self.python = python or sys.executable
         self.port = free_port()
         self.api_key = secrets.token_hex(16)
@@ -221,7 +253,11 @@ class VllmServer:
     def _wait_healthy(self, t0: float) -> None:
         assert self.proc is not None
         deadline = t0 + self.options.startup_timeout_s
+        next_report = t0 + PROGRESS_EVERY_S
         while time.monotonic() < deadline:
+            if self.progress is not None and time.monotonic() >= next_report:
+                next_report += PROGRESS_EVERY_S
+                self.progress(self.where(t0))
             if self.proc.poll() is not None:
                 log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
                 cause = engine_error(log)
@@ -239,8 +275,16 @@ class VllmServer:
             time.sleep(1)
         raise ServerFailed(
             f"vLLM did not answer /health within {self.options.startup_timeout_s:.0f} s for {self.model}; "
-            f"end of {self.log_path}:\n{self.log_tail()}"
+            f"{self.where(t0)}; end of {self.log_path}:\n{self.log_tail()}"
         )
+
+    def where(self, t0: float) -> str:
+        """'vLLM starting for 240 s: first profiling run (...); its log silent for 180 s'."""
+        try:
+            log, silent = self.log_path.read_text(errors="replace"), time.time() - self.log_path.stat().st_mtime
+        except FileNotFoundError:
+            log, silent = "", 0.0
+        return f"vLLM starting for {time.monotonic() - t0:.0f} s: {start_phase(log)}; its log silent for {silent:.0f} s"
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -117,10 +117,12 @@ class ServingSession:
             if self.device != "cpu":  # on a cluster the scheduler reserved them; on one host, file locks
                 on_cluster = self.profile.cluster is not None
                 self.lease = stack.enter_context(
-                    gpu.hold(gpus, self.locks_dir, scheduler_assigned=on_cluster, label=self.label)
+                    gpu.hold(gpus, self.locks_dir, scheduler_assigned=on_cluster, label=self.label, waiting=self.log)
                 )
                 self.options.env.update(self.lease.env())
-            srv = stack.enter_context(VllmServer(self.checkpoint, self.options, Path(record.log), python=self.python))
+            srv = stack.enter_context(
+                VllmServer(self.checkpoint, self.options, Path(record.log), python=self.python, progress=self.log)
+            )
             self.server_info = {
                 "run_id": run_id,
                 "pid": srv.proc.pid if srv.proc else None,

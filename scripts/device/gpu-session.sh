@@ -11,7 +11,8 @@
 #   study       `quant-dag plan` then `quant-dag run gpu-smoke --profile $STUDY_PROFILE` (Dagster, CUDA AutoRound,
 #               vLLM), then `quant-dag plan --check` on what the run recorded; the home is RUN_DIR/../qd-home.
 #               STUDY_PROFILE defaults to gpu-node-eager: under gpu-node the study's servers took 200-342 s each
-#               (2026-12-05) and the whole of it did not fit one device session
+#               (2026-12-05) and the whole of it did not fit one device session; eager, the first start took 283 s
+#               (cold Triton cache), later ones share that cache (not yet measured)
 #   q9b         a Qwen3.5-9B-shaped random model (8 of its 32 layers, vision tower included): AutoRound light
 #               on CUDA (time, peak GPU memory; Q9B_CASES indexes bench/gpu_quantize.py's CASES, default 1 =
 #               W4A16 with linear attention quantized, 3 = NVFP4 likewise: both measured 2026-12-05), then the

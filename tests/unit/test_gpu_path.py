@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from quant_dag import gpu as gpu_mod
 from quant_dag.catalog.schema import Recipe
-from quant_dag.gpu import Gpu, NoGpuAvailable, inventory, lease, ledger
+from quant_dag.gpu import Gpu, NoGpuAvailable, holders, inventory, lease, ledger
 from quant_dag.quantize.preflight import fla_verdict
 from quant_dag.quantize.run import PreflightError, plan_device, preflight
 
@@ -81,6 +82,21 @@ def test_the_ledger_accounts_every_lease_held_and_waited(tmp_path):
         with lease(1, tmp_path, gpus=one, label="endpoint/m/v"):
             raise RuntimeError("vLLM did not start")
     assert [e["label"] for e in ledger(tmp_path)][-1] == "endpoint/m/v"
+
+
+def test_a_waiting_step_hears_who_holds_the_gpu(tmp_path, monkeypatch):
+    # seen on the H100: a step waited minutes on a server's lease with nothing in the run's log
+    monkeypatch.setattr(gpu_mod, "WAIT_REPORT_EVERY_S", 0.1)
+    one = GPUS[:1]
+    heard: list[str] = []
+    with lease(1, tmp_path, gpus=one, label="endpoint/m/fp8"):
+        assert holders(tmp_path, one).startswith("GPU 0: endpoint/m/fp8 (pid ")
+        with pytest.raises(NoGpuAvailable, match=r"GPU 0: endpoint/m/fp8 \(pid"):
+            with lease(1, tmp_path, gpus=one, timeout_s=0.5, poll_s=0.05, label="quantized/m/v", waiting=heard.append):
+                pass
+    assert heard and heard[0].startswith("waiting 0 s for 1 GPU(s) of 1: GPU 0: endpoint/m/fp8 (pid ")
+    assert len(heard) >= 2  # and again while the wait goes on
+    assert holders(tmp_path / "none", one) == "holders unknown"
 
 
 def test_a_killed_holder_releases_its_gpu(tmp_path):
@@ -289,7 +305,13 @@ def test_fp8_experts_vllm_refused_on_the_gpu_are_not_served(tmp_path):
         return servable_on("cuda", d, sys.executable)
 
     # what vLLM's FP8 MoE method accepts is tried
-    assert on_gpu("tt", "qwen3_5_moe", fp8_config("tensor", "tensor")).servable
+    per_tensor = on_gpu("tt", "qwen3_5_moe", fp8_config("tensor", "tensor"))
+    # tried: on an H100 it loaded (FlashInfer CUTLASS experts) and had not answered when the device time ended
+    assert (
+        per_tensor.servable
+        and "FLASHINFER_CUTLASS" in per_tensor.reason
+        and "not yet seen answering" in per_tensor.reason
+    )
     assert on_gpu("ct", "qwen3_5_moe", fp8_config("channel", "token", dynamic=True)).servable
     assert on_gpu("block", "qwen3_5_moe", fp8_config("block", "group", dynamic=True)).servable
     assert not on_gpu("cs", "qwen3_5_moe", fp8_config("channel", "token")).servable  # static per-token: refused too

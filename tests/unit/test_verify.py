@@ -4,11 +4,13 @@ answers, the reasoning field under both names, perplexity and KL on known number
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
 
-from quant_dag.serve.server import engine_error, parse_startup
+from quant_dag.serve import server as server_mod
+from quant_dag.serve.server import ServeOptions, ServerFailed, VllmServer, engine_error, parse_startup, start_phase
 from quant_dag.serve.verify import (
     PromptLogprobs,
     degenerate,
@@ -87,6 +89,54 @@ def test_parse_startup_facts_from_real_h100_logs():
     assert (base["moe_backend"], base["init_engine_s"], base["cuda_graph_s"]) == ("TRITON", 249.42, 12.0)
     failed = parse_startup((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__fp8-static-failed.log").read_text())
     assert failed["linear_kernel"] == "CutlassFP8ScaledMMLinearKernel" and "kv_cache_tokens" not in failed
+
+
+def test_parse_startup_facts_from_real_h100_eager_logs():
+    # enforce_eager (resources/gpu-node-eager.yaml): no torch.compile, no CUDA graphs; the first profiling run is
+    # the whole of the wait
+    base = parse_startup((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__base-eager.log").read_text())
+    assert (base["init_engine_s"], base["moe_backend"], base["kv_cache_tokens"]) == (195.89, "TRITON", 121076897.0)
+    assert "compile_s" not in base and "cuda_graph_s" not in base
+    # FP8_STATIC with per-tensor weights (group_size 0) of the MoE loaded: FP8 experts on FlashInfer's CUTLASS
+    # backend, dense layers on CUTLASS FP8; the device time ended in its first profiling run
+    log = (GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__fp8-static-per-tensor-eager-unfinished.log").read_text()
+    fp8 = parse_startup(log)
+    assert (fp8["moe_backend"], fp8["linear_kernel"]) == ("FLASHINFER_CUTLASS", "CutlassFP8ScaledMMLinearKernel")
+    assert "kv_cache_tokens" not in fp8 and engine_error(log) is None
+
+
+def test_a_starting_server_says_which_stage_it_is_in():
+    unfinished = (GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__fp8-static-per-tensor-eager-unfinished.log").read_text()
+    assert start_phase(unfinished).startswith("first profiling run")
+    done = (GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5__w4a16.log").read_text()
+    assert start_phase(done) == "API server up"
+    # the same log cut where torch.compile runs, then where the KV cache was just sized
+    assert start_phase(done[: done.index("Cache the graph of compile range")]) == "torch.compile"
+    assert start_phase(done[: done.index("Warming up Qwen Triton kernels")]) == "KV cache allocated, warming up kernels"
+    assert start_phase(done[: done.index("Starting to load model")]) == "launching"
+    assert start_phase("") == "launching"
+
+
+def test_a_slow_start_reports_its_stage_while_waiting_and_when_it_gives_up(tmp_path, monkeypatch):
+    # a stand-in for vLLM (the boundary under test is the wait, not vLLM): it logs up to the profiling run, then
+    # stays silent without answering /health, like the FP8 MoE start above
+    log = tmp_path / "vllm.log"
+    script = (
+        "import pathlib, time\n"
+        f"p = pathlib.Path({str(log)!r})\n"
+        "p.write_text('INFO Starting to load model /m...\\nINFO Model loading took 0.04 GiB memory and 0.5 seconds\\n')\n"
+        "time.sleep(120)\n"
+    )
+    monkeypatch.setattr(server_mod, "PROGRESS_EVERY_S", 0.5)
+    monkeypatch.setattr(VllmServer, "command", lambda self: [sys.executable, "-c", script])
+    heard: list[str] = []
+    srv = VllmServer(tmp_path / "m", ServeOptions(startup_timeout_s=4), log, progress=heard.append)
+    with pytest.raises(ServerFailed) as failed:
+        srv.start()
+    assert "did not answer /health within 4 s" in str(failed.value)
+    assert "first profiling run" in str(failed.value) and "its log silent for" in str(failed.value)
+    assert heard and all(m.startswith("vLLM starting for ") for m in heard)
+    assert srv.proc is None  # stopped on the way out
 
 
 def test_a_failed_start_names_the_engines_error_not_the_api_servers():
