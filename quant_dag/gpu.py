@@ -98,11 +98,19 @@ WAIT_REPORT_EVERY_S = 60.0
 
 def holders(lock_dir: Path, gpus: list[Gpu]) -> str:
     """Who holds these GPUs now, from what each holder wrote into its lock file: 'GPU 0: endpoint/m/v (pid 7,
-    for 120 s)'. Read without locking: a holder may be mid-write, so unreadable entries are skipped."""
+    for 120 s)'. A lock that can be taken is free (a holder killed with -9 leaves its words behind) and is skipped;
+    a holder may be mid-write, so unreadable entries are skipped too."""
     out = []
     for g in gpus:
+        path = lock_dir / f"gpu-{g.index}.lock"
+        if not path.is_file():
+            continue
+        free = _try_lock(path)
+        if free is not None:
+            _release([free])
+            continue
         try:
-            h = json.loads((lock_dir / f"gpu-{g.index}.lock").read_text())
+            h = json.loads(path.read_text())
             out.append(f"GPU {g.index}: {h['label'] or '?'} (pid {h['pid']}, for {time.time() - h['since']:.0f} s)")
         except (OSError, ValueError, KeyError, TypeError):
             continue

@@ -97,6 +97,7 @@ def test_a_waiting_step_hears_who_holds_the_gpu(tmp_path, monkeypatch):
     assert heard and heard[0].startswith("waiting 0 s for 1 GPU(s) of 1: GPU 0: endpoint/m/fp8 (pid ")
     assert len(heard) >= 2  # and again while the wait goes on
     assert holders(tmp_path / "none", one) == "holders unknown"
+    assert holders(tmp_path, one) == "holders unknown"  # released: its lock file's words are stale, not a holder
 
 
 def test_a_killed_holder_releases_its_gpu(tmp_path):
