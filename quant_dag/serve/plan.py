@@ -107,8 +107,9 @@ GPU_MEASURED: dict[tuple[str, str], str] = {
 GPU_TRIED: dict[tuple[str, str], str] = {
     ("fp8", "moe"): "loaded FP8_STATIC with per-tensor weights (group_size 0) of the tiny Qwen3.5-MoE (experts on "
     "the FLASHINFER_CUTLASS FP8 MoE backend, dense layers on CutlassFP8ScaledMMLinearKernel) and was still in its "
-    "first profiling run, log silent and GPU idle, 7 minutes later when the device time ended (H100, eager); "
-    "not yet seen answering",
+    "first profiling run, log silent and GPU idle, 7 minutes later when the device time ended (H100, eager; "
+    "FlashInfer without its AOT cache builds that MoE kernel with nvcc on first use: `--moe-backend triton` "
+    "avoids it); not yet seen answering",
 }
 
 
