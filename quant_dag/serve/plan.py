@@ -151,7 +151,7 @@ def _gpu_servability(config: dict) -> Servability:
         return Servability(True, f"vLLM 0.26.0 on Hopper {seen}")
     tried = GPU_TRIED.get((name, arch))
     if tried:
-        return Servability(True, f"vLLM 0.26.0 on Hopper {tried}: tried, and a failure is recorded")
+        return Servability(True, f"vLLM 0.26.0 on Hopper {tried}; tried again, and a failure is recorded")
     return Servability(True, f"{name} {arch} not yet served on a GPU here: vLLM is tried and a failure is recorded")
 
 
