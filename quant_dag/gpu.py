@@ -76,6 +76,10 @@ class Lease:
         return [asdict(g) for g in self.gpus]
 
 
+def _lock_path(lock_dir: Path, gpu: Gpu) -> Path:
+    return lock_dir / f"gpu-{gpu.index}.lock"
+
+
 def _try_lock(path: Path) -> IO[str] | None:
     f = open(path, "a+")  # noqa: SIM115 - stays open for as long as the lease is held
     try:
@@ -102,7 +106,7 @@ def holders(lock_dir: Path, gpus: list[Gpu]) -> str:
     a holder may be mid-write, so unreadable entries are skipped too."""
     out = []
     for g in gpus:
-        path = lock_dir / f"gpu-{g.index}.lock"
+        path = _lock_path(lock_dir, g)
         if not path.is_file():
             continue
         free = _try_lock(path)
@@ -167,7 +171,7 @@ def lease(
     while True:
         held: list[tuple[Gpu, IO[str]]] = []
         for gpu in sorted(gpus, key=lambda g: -g.memory_free_mib):  # emptiest first
-            f = _try_lock(lock_dir / f"gpu-{gpu.index}.lock")
+            f = _try_lock(_lock_path(lock_dir, gpu))
             if f is not None:
                 held.append((gpu, f))
             if len(held) == count:

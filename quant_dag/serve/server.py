@@ -49,11 +49,12 @@ TEXT_FACTS = ("quantization", "linear_kernel", "moe_backend", "gdn_prefill")
 # Where a start stands, by the last of these lines in the log (vLLM 0.26): a GPU start is minutes of silence in
 # places (the first profiling run of a Qwen3.5 JIT-compiles and autotunes its kernels: 90-190 s on an H100 with a
 # cold cache, 2026-12-05), so the step says which silence it is in.
+_PROFILING = "first profiling run (kernels JIT-compile and autotune here: minutes on a cold cache)"
 START_PHASES: tuple[tuple[str, str], ...] = (
     ("Starting to load model", "loading the model"),
-    ("Model loading took", "first profiling run (kernels JIT-compile and autotune here: minutes on a cold cache)"),
+    ("Model loading took", _PROFILING),  # eager: straight to the profiling run
     ("Dynamo bytecode transform", "torch.compile"),
-    ("torch.compile took", "first profiling run (kernels JIT-compile and autotune here: minutes on a cold cache)"),
+    ("torch.compile took", _PROFILING),
     ("Available KV cache memory", "KV cache allocated, warming up kernels"),
     ("Capturing CUDA graphs", "capturing CUDA graphs"),
     ("init engine (profile, create kv cache, warmup model) took", "engine ready, API server starting"),
