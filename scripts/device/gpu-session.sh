@@ -27,6 +27,13 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 # Not shortened by TRITON_CACHE_AUTOTUNING (vLLM 0.26 sets it already): the Gated DeltaNet kernels' JIT and
 # autotuning (88-160 s of each Qwen3.5 start, 2026-12-05) land in TRITON_CACHE_DIR, which vLLM points into each
 # model's own torch.compile cache, so no variant reuses another's
+# Eager servers (gpu-node-eager) use this one Triton cache, so the Gated DeltaNet kernels are built and autotuned
+# once per session, not per server; gpu-poll.sh brings it back as triton-cache.tgz, and a later session that copies
+# it to /root/vp/ (carried beside a vLLM piece) starts warm: Triton's cache is keyed by kernel source, Triton
+# version and GPU architecture, so a stale entry is never used, only missed
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/root/triton-cache}
+mkdir -p "$TRITON_CACHE_DIR"
+[ -f /root/vp/triton-cache.tgz ] && [ -z "$(ls -A "$TRITON_CACHE_DIR")" ] && tar -xzf /root/vp/triton-cache.tgz -C "$TRITON_CACHE_DIR"
 export QUANT_DAG_HOME=${QUANT_DAG_HOME:-$(dirname "$RUN")/qd-home}
 mkdir -p "$RUN" "$QUANT_DAG_HOME"
 rm -f "$RUN/all.done"  # gpu-poll.sh waits for this session's end, not an earlier one's

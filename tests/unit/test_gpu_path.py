@@ -333,6 +333,25 @@ def test_linear_attention_models_get_the_triton_gdn_prefill_on_gpu():
     assert device_flags("cuda", hybrid, ["--gdn-prefill-backend", "flashinfer"]) == []
 
 
+def test_fp8_experts_get_vllms_triton_moe_on_gpu():
+    from quant_dag.serve.plan import device_flags
+
+    # the real FP8_STATIC config of the tiny Qwen3.5-MoE (a hybrid: the GDN flag comes first)
+    real = json.loads(
+        (Path(__file__).parents[1] / "data/gpu-checkpoints/tiny-qwen3.5-moe__fp8-static.config.json").read_text()
+    )
+    assert device_flags("cuda", real) == ["--gdn-prefill-backend", "triton", "--moe-backend", "triton"]
+    assert device_flags("cpu", real) == []
+    # a profile or model that chose an MoE backend keeps it
+    assert device_flags("cuda", real, ["--moe-backend", "flashinfer_cutlass"]) == ["--gdn-prefill-backend", "triton"]
+    # not FP8, or not MoE: vLLM's own choice (Marlin for INT4 experts, Triton for bf16 experts, as measured)
+    moe_int4 = {"model_type": "qwen3_5_moe", "quantization_config": {"quant_method": "auto-round", "bits": 4}}
+    assert device_flags("cuda", moe_int4) == []
+    assert device_flags("cuda", {"model_type": "qwen3_5_moe"}) == []
+    dense_fp8 = {"model_type": "qwen3", "quantization_config": real["quantization_config"]}
+    assert device_flags("cuda", dense_fp8) == []
+
+
 def test_qwen35_servability_on_cpu_needs_head_dims_and_the_plugin(tmp_path):
     import sys
 
