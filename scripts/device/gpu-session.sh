@@ -8,8 +8,9 @@
 # Steps, in the order given (default: study q9b; a step that succeeded is skipped on a re-run, a failed one runs
 # again):
 #   throughput  bench/evaluator_throughput.py on a Qwen3-8B-shaped random model (the evaluator vs vllm bench serve)
-#   study       `quant-dag plan` then `quant-dag run gpu-smoke --profile $STUDY_PROFILE` (Dagster, CUDA AutoRound,
-#               vLLM), then `quant-dag plan --check` on what the run recorded; the home is RUN_DIR/../qd-home.
+#   study       `quant-dag plan` then `quant-dag run` of gpu-smoke's parts (STUDIES, default gpu-smoke-dense then
+#               gpu-smoke-moe; profile $STUDY_PROFILE: Dagster, CUDA AutoRound, vLLM), gpu-smoke's summary from
+#               them, and `quant-dag plan --check` on what the run recorded; the home is RUN_DIR/../qd-home.
 #               STUDY_PROFILE defaults to gpu-node-eager: under gpu-node the study's servers took 200-342 s each
 #               (2026-12-05) and the whole of it did not fit one device session; eager, the first start took 283 s
 #               (cold Triton cache), later ones share that cache (not yet measured)
@@ -52,8 +53,21 @@ for step in $STEPS; do
       [ -d /root/carry-home ] && cp -r --update=none /root/carry-home/. "$QUANT_DAG_HOME"/
       p=${STUDY_PROFILE:-gpu-node-eager}
       python3 -m quant_dag.cli.main plan gpu-smoke --profile "$p" > "$RUN/plan-before.txt" 2>&1
-      python3 -m quant_dag.cli.main run gpu-smoke --profile "$p" > "$RUN/study.log" 2>&1
-      rc=$?
+      # in parts (STUDIES, default the dense half then the MoE half), each summarized on its own, so a session
+      # that ends during the second keeps the first whole; a part that succeeded is not run again
+      rc=0
+      for s in ${STUDIES:-gpu-smoke-dense gpu-smoke-moe}; do
+        [ -f "$RUN/study-$s.done" ] && continue
+        note "start study $s"
+        python3 -m quant_dag.cli.main run "$s" --profile "$p" > "$RUN/study-$s.log" 2>&1
+        r=$?
+        note "end study $s rc=$r"
+        [ "$r" -eq 0 ] && touch "$RUN/study-$s.done" || rc=$r
+        python3 -m quant_dag.cli.main plan "$s" --profile "$p" --check > "$RUN/plan-after-$s.txt" 2>&1
+      done
+      # the whole study's summary from what the parts materialized (no server is started again)
+      DAGSTER_HOME=$QUANT_DAG_HOME/dagster QUANT_DAG_PROFILE=$p python3 -m dagster asset materialize \
+        -m quant_dag.definitions --select summary/gpu-smoke > "$RUN/summary.log" 2>&1 || rc=1
       python3 -m quant_dag.cli.main plan gpu-smoke --profile "$p" --check > "$RUN/plan-after.txt" 2>&1 ;;
     q9b)
       [ -f /root/q9b/config.json ] || python3 -m bench.random_model /root/q9b --shape qwen3.5-9b --layers 8 \
