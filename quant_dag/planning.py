@@ -84,21 +84,32 @@ SERVER_START_S = {
 }
 
 
-# Starts under enforce_eager (resources/gpu-node-eager.yaml: no torch.compile or CUDA graphs, and a Triton cache
-# shared by every server), by device and architecture: the tiny Qwen3.5-MoE in bf16 on an H100, the run's first
-# server (cold Triton cache), 283 s, 191 s of it the first profiling run (gpu-smoke through Dagster, 2026-12-05;
-# tests/data/vllm-logs). Dense eager starts are not measured: they get the compiled start, an upper bound.
-EAGER_START_S: dict[tuple[str, str], float] = {("H100", "moe"): 283.0}
+# Starts under enforce_eager (resources/gpu-node-eager.yaml: no torch.compile or CUDA graphs, and one Triton cache
+# shared by every server of a session), by device and architecture. Cold: the session's first server builds and
+# autotunes the Gated DeltaNet kernels, e.g. the tiny Qwen3.5 in bf16 on an H100, 210 s, 150 s of it engine init
+# (2026-12-06), and the tiny Qwen3.5-MoE, 283 s (2026-12-05). Warm: every later server finds them in the cache,
+# dense 44-45 s (W4A16, NVFP4), MoE 49-100 s (bf16 65 s after the dense half, FP8 49 s, W4A16 on Marlin MoE 100 s);
+# gpu-smoke through Dagster, bench/results/gpu_smoke-h100-eager-2026-12-06.json, tests/data/vllm-logs.
+EAGER_START_S: dict[tuple[str, str], float] = {("H100", "dense"): 210.0, ("H100", "moe"): 283.0}
+EAGER_WARM_START_S: dict[tuple[str, str], float] = {("H100", "dense"): 45.0, ("H100", "moe"): 71.0}
 
 
-def typical_start(device: str, moe: bool, eager: bool = False) -> tuple[float, str]:
+def typical_start(device: str, moe: bool, eager: bool = False, warm: bool = False) -> tuple[float, str]:
     """Seconds a server takes to start on `device`: the architecture's measured row, else the dense one; an eager
-    server without rows of its own gets the compiled start, an upper bound."""
+    server without rows of its own gets the compiled start, an upper bound. `warm`: an earlier eager server on the
+    same machine already built the Triton kernels (no effect on compiled servers, whose caches are their own)."""
     archs = ("moe", "dense") if moe else ("dense",)
-    for table, mode in ((EAGER_START_S, " eager"), (SERVER_START_S, "")) if eager else ((SERVER_START_S, ""),):
+    tables = [(EAGER_START_S, " eager"), (SERVER_START_S, "")] if eager else [(SERVER_START_S, "")]
+    if eager and warm:
+        tables.insert(0, (EAGER_WARM_START_S, " eager"))
+    for table, mode in tables:
         for arch in archs:
             if (device, arch) in table:
                 why = f"typical{mode} start of a {arch} model on {device}"
+                if table is EAGER_WARM_START_S:
+                    why += ", Triton cache warm (an earlier server of the study built the kernels)"
+                elif table is EAGER_START_S:
+                    why += ", cold Triton cache (the study's first server)"
                 if eager and not mode:
                     why += " (compiled; eager not measured there: an upper bound)"
                 return table[(device, arch)], why
@@ -341,6 +352,7 @@ def plan_study(
     serve = profile.serve
     gpu_gib = profile.cluster.gpu_memory_gib if profile.cluster else 141.0 if device == "H200" else 80.0
     out = StudyPlan(study, device)
+    started = False  # a server of this study was planned before: eager ones share its Triton cache
     for model, variant in pairs:
         weights, weights_src = weights_bytes(cat, home, model, variant)
         config = config_of(cat, home, model, variant)
@@ -368,11 +380,12 @@ def plan_study(
         start, start_src = (
             (measured_start, "measured start of this endpoint")
             if measured_start
-            else typical_start(device, is_moe(config), serve.enforce_eager)
+            else typical_start(device, is_moe(config), serve.enforce_eager, warm=started)
         )
         refused = _refused_on_gpu(cat, home, model, variant) if device != "CPU" else None
         if refused:  # the endpoint step records it without starting a server
             start, start_src = 0.0, f"not served: {refused}"
+        started = started or not refused  # eager servers after this one find the Triton kernels built
         out.variants.append(
             VariantPlan(
                 model,

@@ -100,17 +100,16 @@ GPU_MEASURED: dict[tuple[str, str], str] = {
     ("int4-weight-only", "moe"): "served AutoRound W4A16 of the tiny Qwen3.5-MoE, shared expert kept 16-bit "
     "(experts on the MARLIN WNA16 MoE backend, KL 0.0007 nats/token vs bf16)",
     ("nvfp4", "dense"): "served NVFP4 (llm_compressor) of the tiny Qwen3.5 with linear attention quantized: "
-    "MarlinNvFp4LinearKernel (weight-only FP4, Hopper has no FP4 math), KL 0.003 nats/token vs bf16",
+    "MarlinNvFp4LinearKernel (weight-only FP4, Hopper has no FP4 math), KL 0.003 nats/token vs bf16 (H200), 0.0025 "
+    "(H100)",
+    ("fp8", "moe"): "served FP8_STATIC with per-tensor weights (group_size 0) of the tiny Qwen3.5-MoE, experts on "
+    "the TRITON FP8 MoE backend (--moe-backend triton, which device_flags adds; FlashInfer's CUTLASS experts, vLLM's "
+    "own choice, stalled a start for 7 minutes building their kernel), dense layers on "
+    "CutlassFP8ScaledMMLinearKernel, KL 0.0005 nats/token vs bf16",
 }
 
-# Pairs seen loading but not yet answering (the layouts `_gpu_refusal` passes)
-GPU_TRIED: dict[tuple[str, str], str] = {
-    ("fp8", "moe"): "loaded FP8_STATIC with per-tensor weights (group_size 0) of the tiny Qwen3.5-MoE (experts on "
-    "the FLASHINFER_CUTLASS FP8 MoE backend, dense layers on CutlassFP8ScaledMMLinearKernel) and was still in its "
-    "first profiling run, log silent and GPU idle, 7 minutes later when the device time ended (H100, eager; "
-    "FlashInfer without its AOT cache builds that MoE kernel with nvcc on first use: `--moe-backend triton` "
-    "avoids it); not yet seen answering",
-}
+# Pairs seen loading but not yet answering (the layouts `_gpu_refusal` passes): none since 2026-12-06
+GPU_TRIED: dict[tuple[str, str], str] = {}
 
 
 def _gpu_refusal(fmt: WeightFormat, arch: str) -> str | None:

@@ -12,8 +12,8 @@
 #               gpu-smoke-moe; profile $STUDY_PROFILE: Dagster, CUDA AutoRound, vLLM), gpu-smoke's summary from
 #               them, and `quant-dag plan --check` on what the run recorded; the home is RUN_DIR/../qd-home.
 #               STUDY_PROFILE defaults to gpu-node-eager: under gpu-node the study's servers took 200-342 s each
-#               (2026-12-05) and the whole of it did not fit one device session; eager, the first start took 283 s
-#               (cold Triton cache), later ones share that cache (not yet measured)
+#               (2026-12-05) and the whole of it did not fit one device session; eager, the session's first start
+#               took 210-283 s (cold Triton cache), later ones 44-100 s (2026-12-06: the study in 13 minutes)
 #   q9b         a Qwen3.5-9B-shaped random model (8 of its 32 layers, vision tower included): AutoRound light
 #               on CUDA (time, peak GPU memory; Q9B_CASES indexes bench/gpu_quantize.py's CASES, default 1 =
 #               W4A16 with linear attention quantized, 3 = NVFP4 likewise: both measured 2026-12-05), then the
@@ -27,7 +27,7 @@ export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=fals
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 # Not shortened by TRITON_CACHE_AUTOTUNING (vLLM 0.26 sets it already): the Gated DeltaNet kernels' JIT and
 # autotuning (88-160 s of each Qwen3.5 start, 2026-12-05) land in TRITON_CACHE_DIR, which vLLM points into each
-# model's own torch.compile cache, so no variant reuses another's
+# model's own torch.compile cache when it compiles, so no compiled variant reuses another's
 # Eager servers (gpu-node-eager) use this one Triton cache, so the Gated DeltaNet kernels are built and autotuned
 # once per session, not per server; gpu-poll.sh brings it back as triton-cache.tgz, and a later session that copies
 # it to /root/vp/ (carried beside a vLLM piece) starts warm: Triton's cache is keyed by kernel source, Triton

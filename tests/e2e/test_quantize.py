@@ -151,6 +151,37 @@ def test_llm_compressor_export_of_the_vision_language_model_and_its_ignore_check
     )
 
 
+def test_nvfp4_keeping_linear_attention_declares_every_kept_module_for_vllm(tiny_qwen, tmp_path):
+    """gpu-smoke's NVFP4 layout with the Gated DeltaNet layers kept 16-bit, exported for real (RTN on the CPU): the
+    compressed-tensors `ignore` list covers every linear-attention module by a pattern that also matches vLLM's
+    fused in_proj_qkvz / in_proj_ba (a layer is skipped only if each of its shards is), and the check agrees."""
+    from quant_dag.checkpoint.checks import _compressed_tensors_match
+
+    recipe = Recipe(
+        name="r", scheme="NVFP4", format="llm_compressor", preset="rtn", nsamples=32, seqlen=256,
+        ignore_layers=("linear_attn",),
+    ).resolved()  # fmt: skip
+    res = quantize(
+        base=tiny_qwen,
+        output=tmp_path / "out",
+        recipe=recipe,
+        calibration=str(CALIB),
+        device="cpu",
+        workdir=tmp_path / "work",
+        on_log=lambda s: None,
+    )
+    fams = res.layout.family_rows()
+    assert fams["linear_attn"]["linear_16bit"] == fams["linear_attn"]["linear"] == 15
+    assert fams["mlp"]["linear_16bit"] == 0 and fams["self_attn"]["linear_16bit"] == 0
+    qc = json.loads((res.path / "config.json").read_text())["quantization_config"]
+    assert qc["format"] == "nvfp4-pack-quantized"
+    kept = [lin.name for lin in res.layout.linears if lin.family == "linear_attn"]
+    fused = [n.replace("in_proj_qkv", "in_proj_qkvz").replace("in_proj_b", "in_proj_ba") for n in kept]
+    for name in kept + fused:
+        assert any(_compressed_tensors_match(p, name) for p in qc["ignore"]), name
+    assert check_config_agrees(res.path, Expectation("NVFP4", keep_16bit=("linear_attn",))).passed
+
+
 def test_a_broken_base_fails_with_the_log_tail(tmp_path, tiny_qwen):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -106,8 +106,8 @@ def test_one_suite_edit_changes_exactly_its_benchmarks(tmp_path):
     after = {k: s.code_version for k, s in specs(edited).items()}
     changed = {k for k in before if before[k] != after[k]}
     assert changed and all(k.startswith("benchmark/") and k.endswith("/basic-mc") for k in changed)
-    # demo: smollm2 base + 3 recipes, tiny-qwen3.5 base + 2, its MoE twin base + 1; gpu-smoke: 2 + 3 more variants
-    assert len(changed) == 14
+    # demo: smollm2 base + 3 recipes, tiny-qwen3.5 base + 2, its MoE twin base + 1; gpu-smoke: 4 + 3 more variants
+    assert len(changed) == 16
 
 
 def test_every_quantized_variant_has_blocking_checks():
@@ -219,7 +219,10 @@ def test_summary_depends_on_every_benchmark_of_its_study():
     assert len(deps) == 9 * 3
     # gpu-smoke shares the tiny models' bases with the demo, not the demo's variants or its HumanEval suite
     smoke = {d.asset_key.to_user_string() for d in s["summary/gpu-smoke"].deps}
-    assert len(smoke) == 7 * 2 and not any(k.endswith("/humaneval") for k in smoke)
+    assert len(smoke) == 9 * 2 and not any(k.endswith("/humaneval") for k in smoke)
+    # its two parts, each summarized on its own, make up the whole
+    dense, moe = ({d.asset_key.to_user_string() for d in s[f"summary/gpu-smoke-{p}"].deps} for p in ("dense", "moe"))
+    assert dense | moe == smoke and not dense & moe and all("/tiny-qwen3.5-moe/" in k for k in moe)
     assert "benchmark/tiny-qwen3.5/base/arithmetic" in smoke and not smoke & (deps - {k for k in deps if "/base/" in k})
     defs = build_definitions(catalog=ASSETS, home=Path("/nonexistent-home"))
     keys = {k.to_user_string() for k in defs.resolve_job_def("study_demo").asset_layer.selected_asset_keys}

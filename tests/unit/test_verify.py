@@ -105,6 +105,29 @@ def test_parse_startup_facts_from_real_h100_eager_logs():
     assert "kv_cache_tokens" not in fp8 and engine_error(log) is None
 
 
+def test_parse_startup_facts_from_real_h100_logs_of_one_session_sharing_a_triton_cache():
+    # gpu-smoke through Dagster, 2026-12-06: the session's first server built the Gated DeltaNet kernels (engine
+    # init 150 s of a 210 s start); a later one found them in the shared Triton cache (engine init under 3 s)
+    cold = parse_startup((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5__base-eager-cold.log").read_text())
+    warm = parse_startup((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5__nvfp4-eager-warm.log").read_text())
+    assert (cold["init_engine_s"], warm["init_engine_s"]) == (149.51, 2.66)
+    assert warm["linear_kernel"] == "MarlinNvFp4LinearKernel" and warm["gdn_prefill"] == "Triton/FLA"
+    # the per-tensor FP8 MoE with --moe-backend triton (serve.plan.device_flags): served, experts on Triton
+    log = (GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__fp8-static-per-tensor-eager-triton-moe.log").read_text()
+    fp8 = parse_startup(log)
+    assert (fp8["moe_backend"], fp8["linear_kernel"]) == ("TRITON", "CutlassFP8ScaledMMLinearKernel")
+    assert fp8["kv_cache_tokens"] > 0 and start_phase(log) == "API server up"
+
+
+def test_parse_startup_facts_from_a_real_qwen35_9b_shaped_start():
+    # AutoRound W4A16 of the Qwen3.5-9B shape (8 of 32 layers, vision tower), compiled, H100: at this size vLLM
+    # picks Machete, Hopper's mixed-input GEMM, where the tiny models got Marlin
+    q9b = parse_startup((GPU_LOGS / "h100-vllm0.26-qwen3.5-9b-shape-8-layers__w4a16.log").read_text())
+    assert (q9b["linear_kernel"], q9b["quantization"], q9b["weights_gib"]) == ("MacheteLinearKernel", "inc", 1.87)
+    assert (q9b["init_engine_s"], q9b["compile_s"], q9b["warmup_s"], q9b["cuda_graph_s"]) == (122.37, 27.58, 79.28, 4.0)
+    assert q9b["kv_cache_tokens"] == 8244627.0
+
+
 def test_a_starting_server_says_which_stage_it_is_in():
     unfinished = (GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__fp8-static-per-tensor-eager-unfinished.log").read_text()
     assert start_phase(unfinished).startswith("first profiling run")
