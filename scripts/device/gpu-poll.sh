@@ -25,8 +25,13 @@ if [ -n "${OUT:-}" ]; then
     fi
     tar -czf "$OUT/dagster.tgz" -C "$(dirname "$HOME_DIR")" "$(basename "$HOME_DIR")/dagster" 2>/dev/null
   fi
-  # the session's Triton cache (gpu-session.sh), for the next session to carry
-  [ -d "${TRITON_CACHE_DIR:-/root/triton-cache}" ] && tar -czf "$OUT/triton-cache.tgz" -C "${TRITON_CACHE_DIR:-/root/triton-cache}" .
+  # the session's Triton cache (gpu-session.sh), for the next session to carry: 20 MB compressed after gpu-smoke
+  # and the 9B shape (2026-12-06), so in 15 MiB parts (cat triton-cache.tgz.part-* > triton-cache.tgz)
+  TC=${TRITON_CACHE_DIR:-/root/triton-cache}
+  if [ -d "$TC" ]; then
+    tar -czf "$OUT/triton-cache.tgz" -C "$TC" . 2>/dev/null
+    (cd "$OUT" && split -b 15m triton-cache.tgz triton-cache.tgz.part- && rm triton-cache.tgz)
+  fi
   ls -la "$OUT"
 fi
 [ -f "$RUN/all.done" ]
