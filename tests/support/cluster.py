@@ -28,10 +28,19 @@ import psutil
 VENV_BIN = Path(sys.executable).parent
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port on 127.0.0.1 not handed out before in this process. The kernel may give a just-closed port
+    again: a Ray head once got the same port for its GCS and its dashboard agent, and `ray start` refused it."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def postgres_bin() -> Path | None:
