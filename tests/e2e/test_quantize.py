@@ -25,6 +25,20 @@ from quant_dag.quantize.run import quantize
 CALIB = Path(__file__).resolve().parents[2] / "quant_dag" / "data" / "calibration-en.jsonl"
 
 
+def quantize_on_cpu(base: Path, tmp_path: Path, recipe: Recipe, **extra):
+    """The engine's CPU run as these tests call it: output in tmp_path/out, work in tmp_path/work, logs dropped."""
+    return quantize(
+        base=base,
+        output=tmp_path / "out",
+        recipe=recipe,
+        calibration=str(CALIB),
+        device="cpu",
+        workdir=tmp_path / "work",
+        on_log=lambda s: None,
+        **extra,
+    )
+
+
 def test_tiny_qwen35_is_a_hybrid_with_servable_head_dims(tiny_qwen):
     config = json.loads((tiny_qwen / "config.json").read_text())["text_config"]
     assert config["layer_types"].count("linear_attention") == 3 and "full_attention" in config["layer_types"]
@@ -40,16 +54,7 @@ def test_tiny_qwen35_is_a_hybrid_with_servable_head_dims(tiny_qwen):
 def test_rtn_keep_linear_attn_end_to_end(tiny_qwen, tmp_path):
     recipe = Recipe(name="r", scheme="W4A16", preset="rtn", group_size=32, ignore_layers=("linear_attn",)).resolved()
     events: list[dict] = []
-    res = quantize(
-        base=tiny_qwen,
-        output=tmp_path / "out",
-        recipe=recipe,
-        calibration=str(CALIB),
-        device="cpu",
-        workdir=tmp_path / "work",
-        on_log=lambda s: None,
-        on_event=events.append,
-    )
+    res = quantize_on_cpu(tiny_qwen, tmp_path, recipe, on_event=events.append)
     config = json.loads((res.path / "config.json").read_text())["quantization_config"]
     assert (config["quant_method"], config["bits"], config["group_size"]) == ("auto-round", 4, 32)
     fams = res.layout.family_rows()
@@ -69,18 +74,7 @@ def test_a_cpu_quantization_waits_for_the_machines_cpu_lock(tiny_qwen, tmp_path)
 
     def run() -> None:
         try:
-            outcome.append(
-                quantize(
-                    base=tiny_qwen,
-                    output=tmp_path / "out",
-                    recipe=recipe,
-                    calibration=str(CALIB),
-                    device="cpu",
-                    workdir=tmp_path / "work",
-                    on_log=lambda s: None,
-                    on_event=events.append,
-                )
-            )
+            outcome.append(quantize_on_cpu(tiny_qwen, tmp_path, recipe, on_event=events.append))
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             outcome.append(exc)
 
@@ -103,16 +97,7 @@ def test_a_last_partial_calibration_batch_no_longer_breaks_qwen35(tiny_qwen, tmp
     for full batches only, says so, and records what AutoRound got."""
     recipe = Recipe(name="r", scheme="W4A16", preset="light", iters=2, nsamples=12, seqlen=256, batch_size=8)
     events: list[dict] = []
-    res = quantize(
-        base=tiny_qwen,
-        output=tmp_path / "out",
-        recipe=recipe.resolved(),
-        calibration=str(CALIB),
-        device="cpu",
-        workdir=tmp_path / "work",
-        on_log=lambda s: None,
-        on_event=events.append,
-    )
+    res = quantize_on_cpu(tiny_qwen, tmp_path, recipe.resolved(), on_event=events.append)
     adjusted = [e for e in events if e.get("step") == "full calibration batches"]
     assert adjusted and (adjusted[0]["nsamples"], adjusted[0]["batch_size"]) == (8, 8) and adjusted[0]["usable"] >= 12
     info = json.loads((res.path / "quant_dag_quantize.json").read_text())
@@ -125,15 +110,7 @@ def test_llm_compressor_export_of_the_vision_language_model_and_its_ignore_check
     stays 16-bit and is declared in `ignore`, so the check passes; the export seen in the wild whose `ignore`
     misses the vision tower (vLLM then reads bf16 weights as packed) is caught, naming each vision module."""
     recipe = Recipe(name="r", scheme="W4A16", format="llm_compressor", preset="rtn", group_size=32).resolved()
-    res = quantize(
-        base=tiny_qwen,
-        output=tmp_path / "out",
-        recipe=recipe,
-        calibration=str(CALIB),
-        device="cpu",
-        workdir=tmp_path / "work",
-        on_log=lambda s: None,
-    )
+    res = quantize_on_cpu(tiny_qwen, tmp_path, recipe)
     vision = {lin.name for lin in res.layout.linears if lin.family == "vision"}
     assert vision and not any(lin.quantized for lin in res.layout.linears if lin.family == "vision")
     assert (res.path / "preprocessor_config.json").is_file()  # the processor files travel with the checkpoint
@@ -161,15 +138,7 @@ def test_nvfp4_keeping_linear_attention_declares_every_kept_module_for_vllm(tiny
         name="r", scheme="NVFP4", format="llm_compressor", preset="rtn", nsamples=32, seqlen=256,
         ignore_layers=("linear_attn",),
     ).resolved()  # fmt: skip
-    res = quantize(
-        base=tiny_qwen,
-        output=tmp_path / "out",
-        recipe=recipe,
-        calibration=str(CALIB),
-        device="cpu",
-        workdir=tmp_path / "work",
-        on_log=lambda s: None,
-    )
+    res = quantize_on_cpu(tiny_qwen, tmp_path, recipe)
     fams = res.layout.family_rows()
     assert fams["linear_attn"]["linear_16bit"] == fams["linear_attn"]["linear"] == 15
     assert fams["mlp"]["linear_16bit"] == 0 and fams["self_attn"]["linear_16bit"] == 0
@@ -190,15 +159,7 @@ def test_a_broken_base_fails_with_the_log_tail(tmp_path, tiny_qwen):
     (broken / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     recipe = Recipe(name="r", scheme="W4A16", preset="rtn", group_size=32).resolved()
     with pytest.raises(ChildFailed) as info:
-        quantize(
-            base=broken,
-            output=tmp_path / "out",
-            recipe=recipe,
-            calibration=str(CALIB),
-            device="cpu",
-            workdir=tmp_path / "work",
-            on_log=lambda s: None,
-        )
+        quantize_on_cpu(broken, tmp_path, recipe)
     assert "AutoRound W4A16 (auto_round) on broken failed with exit status 1" in str(info.value)
     assert "Error" in str(info.value)  # the child's traceback is quoted
     assert not (tmp_path / "out").exists()
@@ -210,15 +171,7 @@ def test_calibration_shorter_than_seqlen_fails_naming_the_file_and_the_field(tmp
         name="r", scheme="W4A16", preset="light", iters=2, nsamples=2, seqlen=4096, batch_size=1, group_size=32
     ).resolved()
     with pytest.raises(ChildFailed) as info:
-        quantize(
-            base=tiny_qwen,
-            output=tmp_path / "out",
-            recipe=recipe,
-            calibration=str(CALIB),
-            device="cpu",
-            workdir=tmp_path / "work",
-            on_log=lambda s: None,
-        )
+        quantize_on_cpu(tiny_qwen, tmp_path, recipe)
     message = str(info.value)
     assert f"calibration {CALIB}: none of its" in message and "seqlen=4096" in message, message
     longest = int(message.split("the longest has ")[1].split(")")[0])
