@@ -15,6 +15,11 @@ MARKER = "quant_dag_source.json"
 # Bump when fetch.py changes what it writes (e.g. the demo model builders): it is part of the checkpoint
 # assets' code_version, and a folder fetched by an older version is fetched again.
 FETCH_VERSION = "2"
+# The environment of a demo model's build. Intel's conditions for run-to-run reproducible MKL (the BLAS of torch's
+# CPU wheels): a fixed thread count (the builders set it), no dynamic thread adjustment, and CNR mode, whose strict
+# form also makes gemm independent of data alignment and thread count. MKL reads them at start: hence the child's
+# environment. On the machines measured they change no bit of the demo models; they exist for the ones not measured.
+REPRODUCIBLE_BUILD_ENV = {"MKL_CBWR": "AUTO,STRICT", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
 
 
 def ensure_checkpoint(
@@ -34,7 +39,7 @@ def ensure_checkpoint(
     run_child(
         python_module("quant_dag.checkpoint.fetch", json.dumps(source), str(dest)),
         on_log=on_log,
-        env=env,
+        env={**REPRODUCIBLE_BUILD_ENV, **(env or {})} if "demo" in source else env,
         what=f"fetching checkpoint {source}",
     )
     write_json_atomic(marker, {"source": source, "fetch": FETCH_VERSION, "source_hash": source_hash})

@@ -299,8 +299,10 @@ def build(
     import torch
     from transformers import GenerationConfig, Qwen3_5ForConditionalGeneration, Qwen3_5MoeForConditionalGeneration
 
-    # Same weights on every run of the same machine: fixed seeds, fixed thread count, deterministic kernels
-    # (and the caller's settings back afterwards: the tests build in their own process).
+    # Same weights on every run of the same machine where its BLAS is reproducible: fixed seeds, fixed thread count,
+    # deterministic kernels, and in the demo's child process store.REPRODUCIBLE_BUILD_ENV for MKL (the caller's
+    # settings come back afterwards: tests build in their own process). Another float order (another CPU's
+    # kernels) trains another model to the same answers: what the demo checks does not rest on the weights' bits.
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.manual_seed(seed)
     torch.set_num_threads(2)

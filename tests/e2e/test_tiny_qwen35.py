@@ -1,6 +1,6 @@
 """The demo's tiny Qwen3.5 models have the real checkpoints' architecture and names, and their answers do not
-depend on the CPU: built twice they are the same bytes, and every greedy answer the demo checks wins by a margin
-that float noise cannot close."""
+depend on the CPU: the demo's own build has the tests' files and answers right, and every greedy answer the demo
+checks wins by a margin that float noise cannot close."""
 
 from __future__ import annotations
 
@@ -165,18 +165,31 @@ def test_smoke_answers_are_right_and_win_by_a_wide_margin(tiny_qwen):
         assert margin >= 1.0, (text, margin)
 
 
-def test_each_demo_model_built_twice_is_the_same_bytes_and_answers(tiny_qwen, demo, tmp_path):
-    """The session's build and the demo's (and, for the MoE twin, one more here) from scratch: identical tensors
-    and identical greedy answers."""
+def test_each_demo_model_as_the_demo_built_it_is_the_tests_model_and_answers_right(tiny_qwen, demo, tmp_path):
+    """The models the demo built in its own step: the same files as the tests' build wherever no float is involved
+    (config, tokenizer, chat template, processors), the same tensors by name, shape and dtype, and right, ended,
+    undegenerate answers to the endpoint's smoke questions, decided at every token. Their weights are not compared
+    bit for bit: two builds on one machine are the same bytes only where its BLAS is reproducible (pinned by
+    REPRODUCIBLE_BUILD_ENV; bench/demo_model_reproducibility.py measures it), and a change of float order gives 400
+    training steps another, equally trained model (measured there: same answers, other weights)."""
     _, home, _, _ = demo
-    moe = tmp_path / "tiny-qwen3.5-moe"
-    tiny_qwen35.build(moe, moe=True)
+    moe = tmp_path / "tiny-qwen3.5-moe"  # its files, untrained: none of those compared depends on training
+    tiny_qwen35.build(moe, moe=True, steps=0)
     for ours, demos in ((tiny_qwen, home / "checkpoints/tiny-qwen3.5"), (moe, home / "checkpoints/tiny-qwen3.5-moe")):
-        assert (ours / "config.json").read_text() == (demos / "config.json").read_text()
+        files = {p.name for p in ours.iterdir() if p.suffix in (".json", ".jinja")} - {"quant_dag_source.json"}
+        assert {"config.json", "tokenizer.json", "chat_template.jinja", *tiny_qwen35.PROCESSOR_FILES} <= files
+        for name in sorted(files):
+            assert (ours / name).read_bytes() == (demos / name).read_bytes(), (demos.name, name)
         with (
             safe_open(str(ours / "model.safetensors"), "pt") as a,
             safe_open(str(demos / "model.safetensors"), "pt") as b,
         ):
             assert set(a.keys()) == set(b.keys())
-            assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys()), ours.name  # noqa: SIM118
-        assert greedy(ours, smoke_prompts()) == greedy(demos, smoke_prompts())
+            for k in a.keys():  # noqa: SIM118 - safe_open is not a mapping
+                x, y = a.get_slice(k), b.get_slice(k)
+                assert (x.get_shape(), x.get_dtype()) == (y.get_shape(), y.get_dtype()), k
+        for (text, margin), expected in zip(greedy(demos, smoke_prompts()), ["Paris", "Paris", "8", "8"]):
+            assert text.split("</think>")[-1].strip() == f"{expected}<|im_end|>", (demos.name, text)
+            assert degenerate(text.replace("<|im_end|>", "")) is None
+            assert margin > 0, (demos.name, text, margin)
+
