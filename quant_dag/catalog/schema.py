@@ -55,15 +55,41 @@ class DemoSource(_Strict):
     demo: Literal["smollm2-135m-instruct", "tiny-qwen3.5", "tiny-qwen3.5-moe"]
 
 
+# The shapes a `random` source can take (quant_dag/checkpoint/random_shape.py builds them) and their decoder layers.
+SHAPE_LAYERS = {"qwen3-8b": 36, "qwen3.5-9b": 32}
+
+
+class RandomSource(_Strict):
+    """A real checkpoint's shape with random weights (quant_dag/checkpoint/random_shape.py), optionally cut to its
+    first `layers` decoder layers: for throughput, memory and start times; its answers are noise (pace only)."""
+
+    random: Literal["qwen3-8b", "qwen3.5-9b"]
+    layers: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _layers_exist(self) -> RandomSource:
+        if self.layers is not None and self.layers > SHAPE_LAYERS[self.random]:
+            raise ValueError(f"{self.random} has {SHAPE_LAYERS[self.random]} layers: cannot keep {self.layers}")
+        return self
+
+
+SOURCE_KINDS = ("hub", "path", "demo", "random")
+
+
 def _source_kind(v: Any) -> str | None:
     if isinstance(v, dict):
-        return next((k for k in ("hub", "path", "demo") if k in v), None)
-    return next((k for k in ("hub", "path", "demo") if hasattr(v, k)), None)
+        return next((k for k in SOURCE_KINDS if k in v), None)
+    return next((k for k in SOURCE_KINDS if hasattr(v, k)), None)
 
 
-_SOURCE_ERROR = "a source needs one of: hub (with revision), path, demo"
+_SOURCE_ERROR = "a source needs one of: hub (with revision), path, demo, random"
 Source = Annotated[
-    Union[Annotated[HubSource, Tag("hub")], Annotated[PathSource, Tag("path")], Annotated[DemoSource, Tag("demo")]],
+    Union[
+        Annotated[HubSource, Tag("hub")],
+        Annotated[PathSource, Tag("path")],
+        Annotated[DemoSource, Tag("demo")],
+        Annotated[RandomSource, Tag("random")],
+    ],
     Discriminator(_source_kind, custom_error_type="source", custom_error_message=_SOURCE_ERROR),
 ]
 DownloadSource = Annotated[
@@ -99,6 +125,14 @@ class Model(_Strict):
     # active_params_b: per token, for MoE models (default: params_b)
     params_b: float | None = Field(default=None, gt=0)
     active_params_b: float | None = Field(default=None, gt=0)
+    # random weights in a real shape, built elsewhere (a `random` source is such a model anyway): see pace_only
+    random_weights: bool = False
+
+    @property
+    def pace_only(self) -> bool:
+        """Random weights: the endpoint checks that it serves and answers, not what it says (noise is not a
+        failure), its benchmarks run for tokens and throughput, and the summary reports no accuracy for it."""
+        return self.random_weights or isinstance(self.source, RandomSource)
 
     def serving(self) -> ModelServe:
         """The model's own serving flags, with TEXT_ONLY for a multimodal model unless it sets its own limit."""

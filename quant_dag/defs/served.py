@@ -38,7 +38,7 @@ def endpoint_failures(record: EndpointRecord | None) -> list[str]:
     """Why benchmarks must not run on this endpoint (empty: they may)."""
     if record is None:
         return ["the endpoint was never verified: materialize it first"]
-    return record.degenerate_answers() + record.fidelity_problems(LIMITS)
+    return record.blocking_problems(LIMITS)
 
 
 def _results(key: dg.AssetKey, record: EndpointRecord, is_variant: bool) -> list[dg.AssetCheckResult]:
@@ -53,13 +53,23 @@ def _results(key: dg.AssetKey, record: EndpointRecord, is_variant: bool) -> list
         out = [result("server_started", False, why, warn=True), result("answers_not_degenerate", False, why, warn=True)]
         return out + ([result("fidelity_vs_base", False, why, warn=True)] if is_variant else [])
     bad = record.degenerate_answers()
-    out = [
-        result("server_started", True, f"healthy after {record.start_s:.0f} s (vLLM {record.vllm_version})"),
-        result(
+    if record.random_weights:  # asked and answered is all a shape stand-in can show
+        answers = result(
+            "answers_not_degenerate",
+            True,
+            f"random weights (pace only): {len(record.answers)} smoke answers, not judged"
+            + (f" ({len(bad)} degenerate, as noise is)" if bad else ""),
+            warn=True,
+        )
+    else:
+        answers = result(
             "answers_not_degenerate",
             not bad,
             "; ".join(bad) if bad else f"{len(record.answers)} smoke answers look like language",
-        ),
+        )
+    out = [
+        result("server_started", True, f"healthy after {record.start_s:.0f} s (vLLM {record.vllm_version})"),
+        answers,
     ]
     if is_variant:
         problems = record.fidelity_problems(LIMITS)
@@ -118,6 +128,7 @@ def _endpoint_metadata(record: EndpointRecord, ckpt: Path, held: gpu.Lease | Non
     return {
         "servable": record.servable,
         "servability": record.reason,
+        "weights": "random (pace only: answers not judged)" if record.random_weights else "trained",
         "checkpoint": dg.MetadataValue.path(str(ckpt)),
         "vllm_version": record.vllm_version or vllm_version(),
         "flags": " ".join(record.flags),
@@ -137,7 +148,9 @@ def _endpoint_metadata(record: EndpointRecord, ckpt: Path, held: gpu.Lease | Non
     }
 
 
-def _benchmark_checks(key: dg.AssetKey, summary: BenchmarkSummary) -> list[dg.AssetCheckResult]:
+def _benchmark_checks(
+    key: dg.AssetKey, summary: BenchmarkSummary, pace_only: bool = False
+) -> list[dg.AssetCheckResult]:
     errors, planned = summary.errors, summary.planned
     if not summary.evaluated:
         passed, text = False, f"not evaluated: {summary.reason}"
@@ -158,6 +171,8 @@ def _benchmark_checks(key: dg.AssetKey, summary: BenchmarkSummary) -> list[dg.As
     builds = summary.builds or Builds()
     if summary.evaluated:
         regressions, lines = builds.regressions, builds.lines
+        if pace_only:  # the scores of random weights are noise: a change of them is no regression
+            regressions, lines = [], ["random weights (pace only): scores not compared between vLLM builds"]
         if builds.previous is None:
             text = "no earlier vLLM build answered these samples: nothing to compare"
         else:
@@ -245,6 +260,7 @@ def served_variant(
     is_variant = variant != BASE
     upstream = dg.AssetKey(graph.quantized(model, variant) if is_variant else graph.checkpoint(model))
     model_serve = cat.models[model].serving()
+    pace_only = cat.models[model].pace_only
     endpoint_cv = content_hash({"flags": serve_flags + model_serve.flags(), "vllm": vllm_version()})
     specs = [
         dg.AssetSpec(
@@ -266,7 +282,9 @@ def served_variant(
             "answers_not_degenerate",
             asset=ekey,
             blocking=True,
-            description="Smoke answers are not empty, one character or a loop.",
+            description="Random weights (pace only): the smoke questions are asked and answered, not judged."
+            if pace_only
+            else "Smoke answers are not empty, one character or a loop.",
         ),
     ]
     if is_variant:
@@ -379,6 +397,7 @@ def served_variant(
         if not servable:
             if do_endpoint:
                 record = session.new_record()
+                record.random_weights = pace_only
                 write_json_atomic(edir / graph.ENDPOINT_FILE, dataclasses.asdict(record))
                 yield dg.MaterializeResult(
                     asset_key=ekey,
@@ -390,7 +409,7 @@ def served_variant(
                 yield dg.MaterializeResult(
                     asset_key=k,
                     metadata=_benchmark_metadata(summary, None),
-                    check_results=checked(_benchmark_checks(k, summary)),
+                    check_results=checked(_benchmark_checks(k, summary, pace_only)),
                 )
             return
         if runners and not do_endpoint:
@@ -410,10 +429,12 @@ def served_variant(
         session.use_plan(plan or session.plan_on_host())
         if not (do_endpoint or pending > 0):  # every answer is journaled already: no server needed
             for k, runner in runners.items():
-                yield _benchmark_result(k, ekey, runner.run(None, log=context.log.info), None, checked)
+                summary = runner.run(None, log=context.log.info)
+                yield _benchmark_result(k, ekey, summary, None, checked, pace_only)
             return
         previous = session.previous_record()  # the last verification, before this run overwrites it
         record = session.new_record()
+        record.random_weights = pace_only
         with contextlib.ExitStack() as stack:
             try:
                 srv = stack.enter_context(session.start(record, context.run.run_id))
@@ -448,16 +469,19 @@ def served_variant(
                         + "; ".join(problems)
                     )
             for k, runner in runners.items():
-                yield _benchmark_result(k, ekey, runner.run(srv, log=context.log.info), session.server_info, checked)
+                summary = runner.run(srv, log=context.log.info)
+                yield _benchmark_result(k, ekey, summary, session.server_info, checked, pace_only)
 
     return _served
 
 
 def _benchmark_result(
-    key: dg.AssetKey, ekey: dg.AssetKey, summary: BenchmarkSummary, server: dict | None, checked
+    key: dg.AssetKey, ekey: dg.AssetKey, summary: BenchmarkSummary, server: dict | None, checked, pace_only: bool
 ) -> dg.MaterializeResult:
     meta = {**_benchmark_metadata(summary, server), "endpoint": dg.MetadataValue.asset(ekey)}
-    return dg.MaterializeResult(asset_key=key, metadata=meta, check_results=checked(_benchmark_checks(key, summary)))
+    return dg.MaterializeResult(
+        asset_key=key, metadata=meta, check_results=checked(_benchmark_checks(key, summary, pace_only))
+    )
 
 
 def definitions(

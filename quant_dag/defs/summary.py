@@ -32,7 +32,8 @@ def summary_asset(cat: Catalog, study: str) -> dg.AssetsDefinition:
         from quant_dag.summary.tables import load_study
 
         home = quant_dag.paths()
-        data = load_study(home.root, graph.study_served(cat, study), list(s.benchmarks), study)
+        pace = [m for m in s.models if cat.models[m].pace_only]
+        data = load_study(home.root, graph.study_served(cat, study), list(s.benchmarks), study, pace)
         out = home.artifacts(graph.summary(study)) / graph.REPORT_DIR
         files = write_report(data, out)
         context.log.info(f"report written to {out}")

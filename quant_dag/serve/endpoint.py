@@ -51,11 +51,17 @@ class EndpointRecord:
     kl_vs_base: float | None = None
     ppl_ratio_vs_base: float | None = None
     log: str = ""
+    random_weights: bool = False  # a shape stand-in (Model.pace_only): its answers are noise, not a failure
 
     def degenerate_answers(self) -> list[str]:
         return [
             f"{a['question']!r} (thinking={a['thinking']}): {a['degenerate']}" for a in self.answers if a["degenerate"]
         ]
+
+    def blocking_problems(self, limits: FidelityLimits) -> list[str]:
+        """Why benchmarks must not run on this endpoint: degenerate answers (unless the weights are random) and
+        drift from the base (measured on random weights too: a kernel that breaks the weights breaks them both)."""
+        return ([] if self.random_weights else self.degenerate_answers()) + self.fidelity_problems(limits)
 
     def fidelity_problems(self, limits: FidelityLimits) -> list[str]:
         out = []

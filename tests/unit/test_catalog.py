@@ -133,6 +133,18 @@ def recipe(**fields: object) -> str:
         ),
         (GOOD.replace("{demo: tiny-qwen3.5}", "{demo: llama-7b}"), "model 'm': source.demo.demo: Input should be"),
         (
+            GOOD.replace("{demo: tiny-qwen3.5}", "{random: qwen3.5-27b}"),
+            "model 'm': source.random.random: Input should be 'qwen3-8b' or 'qwen3.5-9b'",
+        ),
+        (
+            GOOD.replace("{demo: tiny-qwen3.5}", "{random: qwen3.5-9b, layers: 40}"),
+            "model 'm': source.random: qwen3.5-9b has 32 layers: cannot keep 40",
+        ),
+        (
+            GOOD.replace("{demo: tiny-qwen3.5}", "{random: qwen3.5-9b, layers: 0}"),
+            "model 'm': source.random.layers: Input should be greater than or equal to 1",
+        ),
+        (
             GOOD.replace("recipes: [w4-fast]", "recipes: [w4-slow]"),
             "study 's': recipes: 'w4-slow' is not a recipe of the catalog",
         ),

@@ -106,8 +106,9 @@ def test_one_suite_edit_changes_exactly_its_benchmarks(tmp_path):
     after = {k: s.code_version for k, s in specs(edited).items()}
     changed = {k for k in before if before[k] != after[k]}
     assert changed and all(k.startswith("benchmark/") and k.endswith("/basic-mc") for k in changed)
-    # demo: smollm2 base + 3 recipes, tiny-qwen3.5 base + 2, its MoE twin base + 1; gpu-smoke: 4 + 3 more variants
-    assert len(changed) == 16
+    # demo: smollm2 base + 3 recipes, tiny-qwen3.5 base + 2, its MoE twin base + 1; gpu-smoke: 4 + 3 more variants;
+    # gpu-smoke-9b: the 9B shape's base + 3
+    assert len(changed) == 20
 
 
 def test_every_quantized_variant_has_blocking_checks():

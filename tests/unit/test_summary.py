@@ -19,6 +19,7 @@ from quant_dag.summary import charts
 from quant_dag.summary.report import main_table_md, write_report
 from quant_dag.summary.tables import (
     NEVER,
+    PACE_ONLY,
     Missing,
     accuracy_wide,
     cutoff_wide,
@@ -521,3 +522,28 @@ def test_report_folder(report: dict[str, Path]) -> None:
     assert "| m | q4 | 60.0 [" in md and "75.0%" in md and NOT_SERVABLE in md and "never materialized" in md
     assert "vLLM versions: 0.0-test" in md and "run-1" in md and "arith-rev1" in md
     assert "0/8, p=0.00781" in md  # McNemar b/c and p of q4 on mc
+
+
+def test_a_pace_only_model_reports_tokens_but_no_accuracy(home: Path) -> None:
+    """Model n as a shape stand-in (random weights): its scores are noise, so no accuracy, pass@k, recovery or
+    paired test, each saying why; its tokens, cutoffs and the other model's numbers are as before."""
+    pace = load_study(home, PAIRS, SUITES, "unit", pace_only=["n"])
+    plain = load_study(home, PAIRS, SUITES, "unit")
+    long, before = long_table(pace), long_table(plain)
+    for metric in ("accuracy", "accuracy_completed", "recovery_pct"):
+        row = _metric(long, "q4", "arith", "thinking", metric, model="n")
+        assert row["value"] is None and row["note"] == PACE_ONLY
+        assert _metric(before, "q4", "arith", "thinking", metric, model="n")["value"] is not None
+    assert long.filter((pl.col("model") == "n") & pl.col("metric").str.starts_with("pass@")).is_empty()
+    for metric in ("mean_completion_tokens", "cutoff_rate"):
+        assert _metric(long, "q4", "arith", "thinking", metric, model="n") == _metric(
+            before, "q4", "arith", "thinking", metric, model="n"
+        )
+    assert long.filter(pl.col("model") == "m").equals(before.filter(pl.col("model") == "m"))
+    assert pace.records.filter(pl.col("model") == "n").is_empty()
+    paired = paired_vs_base(pace)
+    assert paired.filter(pl.col("model") == "n")["verdict"].to_list() == [PACE_ONLY]
+    acc = accuracy_wide(pace, formatted=True)
+    row = acc.filter((pl.col("model") == "n") & (pl.col("variant") == "q4")).row(0, named=True)
+    assert row["arith/thinking"] == f"n/a ({PACE_ONLY})"
+    assert main_table_md(pace)  # the report renders with a pace-only model
