@@ -11,16 +11,13 @@ from quant_dag.cli.base import CLISubcommand, add_shared_options, study_args
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write a study's report folder (Markdown, HTML, PNG, Parquet, CSV) from the project home, no Dagster run."""
-    from quant_dag.catalog.graph import study_served
     from quant_dag.summary.report import main_table_md, write_report
-    from quant_dag.summary.tables import load_study
+    from quant_dag.summary.tables import load_catalog_study
 
     home, cat = study_args(args)
     if cat is None:
         return 2
-    study = cat.studies[args.study]
-    pace = [m for m in study.models if cat.models[m].pace_only]
-    data = load_study(home.root, study_served(cat, args.study), list(study.benchmarks), args.study, pace)
+    data = load_catalog_study(home.root, cat, args.study)
     out = Path(args.out).resolve() if args.out else home.root / "reports" / args.study
     files = write_report(data, out)
     print(main_table_md(data))

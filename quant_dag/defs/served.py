@@ -396,8 +396,7 @@ def served_variant(
         }  # loads every dataset before any server starts: bad data fails fast
         if not servable:
             if do_endpoint:
-                record = session.new_record()
-                record.random_weights = pace_only
+                record = session.new_record(random_weights=pace_only)
                 write_json_atomic(edir / graph.ENDPOINT_FILE, dataclasses.asdict(record))
                 yield dg.MaterializeResult(
                     asset_key=ekey,
@@ -433,8 +432,7 @@ def served_variant(
                 yield _benchmark_result(k, ekey, summary, None, checked, pace_only)
             return
         previous = session.previous_record()  # the last verification, before this run overwrites it
-        record = session.new_record()
-        record.random_weights = pace_only
+        record = session.new_record(random_weights=pace_only)
         with contextlib.ExitStack() as stack:
             try:
                 srv = stack.enter_context(session.start(record, context.run.run_id))

@@ -29,11 +29,10 @@ def summary_asset(cat: Catalog, study: str) -> dg.AssetsDefinition:
     )
     def _summary(context: dg.AssetExecutionContext, quant_dag: QuantDag) -> dg.MaterializeResult:
         from quant_dag.summary.report import main_table_md, write_report
-        from quant_dag.summary.tables import load_study
+        from quant_dag.summary.tables import load_catalog_study
 
         home = quant_dag.paths()
-        pace = [m for m in s.models if cat.models[m].pace_only]
-        data = load_study(home.root, graph.study_served(cat, study), list(s.benchmarks), study, pace)
+        data = load_catalog_study(home.root, cat, study)
         out = home.artifacts(graph.summary(study)) / graph.REPORT_DIR
         files = write_report(data, out)
         context.log.info(f"report written to {out}")

@@ -72,9 +72,17 @@ class EndpointRecord:
         return out
 
 
-def new_record(servability: Servability, options: ServeOptions, workdir: Path) -> EndpointRecord:
+def new_record(
+    servability: Servability, options: ServeOptions, workdir: Path, random_weights: bool = False
+) -> EndpointRecord:
     workdir.mkdir(parents=True, exist_ok=True)
-    return EndpointRecord(servability.servable, servability.reason, flags=options.flags(), log=str(workdir / VLLM_LOG))
+    return EndpointRecord(
+        servability.servable,
+        servability.reason,
+        flags=options.flags(),
+        log=str(workdir / VLLM_LOG),
+        random_weights=random_weights,
+    )
 
 
 def verify_running(

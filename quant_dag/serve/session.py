@@ -68,8 +68,8 @@ class ServingSession:
         """The last verification written for this endpoint (None when it never ran)."""
         return load_record(self.workdir)
 
-    def new_record(self) -> EndpointRecord:
-        return new_record(self.servability, self.options, self.workdir)
+    def new_record(self, random_weights: bool = False) -> EndpointRecord:
+        return new_record(self.servability, self.options, self.workdir, random_weights)
 
     def plan_on_host(self) -> ParallelPlan:
         """The parallel plan on this host's GPUs: `tensor_parallel_size: auto` takes the fewest GPUs that hold the

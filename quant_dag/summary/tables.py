@@ -20,6 +20,7 @@ import polars as pl
 
 from quant_dag.catalog import graph
 from quant_dag.catalog.graph import BASE
+from quant_dag.catalog.load import Catalog
 from quant_dag.evaluate.paired import compare_paired
 from quant_dag.evaluate.records import COLUMNS
 from quant_dag.evaluate.types import BenchmarkSummary
@@ -29,6 +30,7 @@ from quant_dag.serve.endpoint import load_record
 GIB = 2**30
 NEVER = "never materialized"
 PACE_ONLY = "random weights (pace only): scores are noise"
+SCORES = ("accuracy", "accuracy_completed", "recovery_pct")  # a pace-only model's are reported empty, with PACE_ONLY
 MODE_ORDER = ("thinking", "non-thinking", "default")
 
 # Columns kept from records.parquet (content, prompts, ... are not needed here and can be large), typed as written.
@@ -283,6 +285,13 @@ def load_study(
     return StudyData(study, home, ordered, list(suites), facts, summaries, records, missing, pace)
 
 
+def load_catalog_study(home: Path, cat: Catalog, study: str) -> StudyData:
+    """load_study for a study of the catalog: its served pairs, its suites, its pace-only models."""
+    s = cat.studies[study]
+    pace = [m for m in s.models if cat.models[m].pace_only]
+    return load_study(home, graph.study_served(cat, study), list(s.benchmarks), study, pace)
+
+
 # ---------------------------------------------------------------------------------------------------- long table
 
 
@@ -331,8 +340,11 @@ def long_table(data: StudyData) -> pl.DataFrame:
             for agg in sorted(s.aggregates, key=lambda a: _mode_key(str(a.get("mode")))):
                 mode = str(agg.get("mode"))
                 n = agg.get("n_samples")
+                pace = model in data.pace_only  # scores of random weights are noise: no accuracy, pass@k, recovery
 
                 def add(metric: str, value: Any, lo: Any = None, hi: Any = None, note: str | None = None) -> None:
+                    if pace and metric in SCORES:
+                        value, lo, hi, note = None, None, None, PACE_ONLY
                     v = _float(value)
                     if v is None:
                         note = note or "not reported"
@@ -349,26 +361,16 @@ def long_table(data: StudyData) -> pl.DataFrame:
                         }
                     )
 
-                pace = model in data.pace_only  # scores of random weights are noise: no accuracy, pass@k, recovery
-                acc = None if pace else _float(agg.get("accuracy"))
-                if pace:
-                    add("accuracy", None, note=PACE_ONLY)
-                else:
-                    add("accuracy", acc, agg.get("ci_low"), agg.get("ci_high"), agg.get("ci_method"))
+                acc = _float(agg.get("accuracy"))
+                add("accuracy", acc, agg.get("ci_low"), agg.get("ci_high"), agg.get("ci_method"))
                 for metric in AGG_METRICS:
-                    if pace and metric == "accuracy_completed":
-                        add(metric, None, note=PACE_ONLY)
-                    else:
-                        add(metric, agg.get(metric))
+                    add(metric, agg.get(metric))
                 pk = {} if pace else agg.get("pass_at_k") or {}
                 for k in sorted(pk, key=lambda k: int(k)):
                     add(f"pass@{int(k)}", pk[k])
                 b = base_aggs.get(agg.get("mode"))
-                if pace:
-                    add("recovery_pct", None, note=PACE_ONLY)
-                else:
-                    rec, note = _ratio(acc, _float(b.get("accuracy")) if b else None, "accuracy")
-                    add("recovery_pct", None if rec is None else rec * 100, note=note)
+                rec, note = _ratio(acc, _float(b.get("accuracy")) if b else None, "accuracy")
+                add("recovery_pct", None if rec is None else rec * 100, note=note)
                 for metric, src in (
                     ("reasoning_tokens_ratio", "mean_reasoning_tokens"),
                     ("completion_tokens_ratio", "mean_completion_tokens"),
