@@ -133,7 +133,7 @@ def main() -> int:
     for r in results:
         checks = f"{r.get('config_check')}/{r.get('size_check')}" if r["ok"] else r["error"].splitlines()[-1][:60]
         print(f"{r['run']:64} {str(r['ok']):>3} {r['wall_s']:>7} {r.get('ratio_vs_base', '-'):>6} {checks}")
-    return 0
+    return 0 if all(r["ok"] for r in results) else 1  # a session script must see a failed run as a failure
 
 
 if __name__ == "__main__":

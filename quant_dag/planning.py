@@ -142,32 +142,62 @@ TUNING_MEASURED = (
         8 * 256,
         "AutoRound light W4A16, Qwen3.5-9B shape with 8 layers (bench/results/gpu_quantize-q9b-h100-2026-12-05.json)",
     ),
+    # the default preset's 200 iterations on the same layers took 2.3x light's 50, not 4x: a part of each layer's
+    # time does not grow with the iterations (caching its inputs, quantizing and packing)
+    TuningMeasured(
+        "H100",
+        8.84,
+        0.216,
+        200,
+        8 * 256,
+        "AutoRound default W4A16 (35.4 s over 4 layers), Qwen3.5-9B shape "
+        "(bench/results/gpu_quantize-q9b-default-h100-2026-12-06.json)",
+    ),
 )
 
 
+def _solve(rows: list[list[float]], targets: list[float]) -> list[float] | None:
+    """Least squares by the normal equations (a handful of rows, 1-3 unknowns); None when they do not determine
+    the unknowns."""
+    n = len(rows[0])
+    a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] + [sum(r[i] * t for r, t in zip(rows, targets))]
+         for i in range(n)]  # fmt: skip
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if abs(a[pivot][col]) < 1e-12 * max(1.0, max(abs(x) for x in a[col][:n])):
+            return None
+        a[col], a[pivot] = a[pivot], a[col]
+        for r in range(n):
+            if r != col:
+                f = a[r][col] / a[col][col]
+                a[r] = [x - f * y for x, y in zip(a[r], a[col])]
+    return [a[i][n] / a[i][i] for i in range(n)]
+
+
 def tuning_seconds_per_layer(device: str, layer_b: float, iters: int, batch_tokens: int) -> tuple[float, str]:
-    """AutoRound's tuning time for one decoder layer of `layer_b` billion parameters: per iteration a fixed part
-    and a part per token, fitted to the device's two measurements at different tokens per iteration (one
-    measurement: proportional to the tokens), both scaled by the layer's parameters."""
+    """AutoRound's tuning time for one decoder layer of `layer_b` billion parameters: a part per layer, and per
+    iteration a fixed part and a part per token, fitted to the device's measurements and scaled by the layer's
+    parameters. Measurements that cannot tell a part apart (all at the same iterations, or the same tokens) leave
+    it out: one measurement is scaled in proportion to the iterations and tokens."""
     rows = [m for m in TUNING_MEASURED if m.device == device] or [
         m for m in TUNING_MEASURED if m.device == TUNING_MEASURED[0].device
     ]
     where = "" if rows[0].device == device else f", measured on {rows[0].device}"
-
-    def per_iter_b(m: TuningMeasured) -> float:  # seconds per iteration per billion layer parameters
-        return m.seconds_per_layer / m.iters / m.layer_params_b
-
-    lo, hi = min(rows, key=lambda m: m.batch_tokens), max(rows, key=lambda m: m.batch_tokens)
-    if lo.batch_tokens == hi.batch_tokens:
-        seconds = per_iter_b(hi) * batch_tokens / hi.batch_tokens * layer_b * iters
-        return seconds, f"{hi.seconds_per_layer} s per layer of {hi.layer_params_b}B ({hi.source}{where}) scaled"
-    per_token = (per_iter_b(hi) - per_iter_b(lo)) / (hi.batch_tokens - lo.batch_tokens)
-    fixed = per_iter_b(lo) - per_token * lo.batch_tokens
-    seconds = (fixed + per_token * batch_tokens) * layer_b * iters
+    targets = [m.seconds_per_layer / m.layer_params_b for m in rows]
+    # unknowns: seconds per billion parameters per layer, per iteration, per iteration and token
+    for used in ((0, 1, 2), (1, 2), (2,)):
+        feats = [[(1.0, float(m.iters), float(m.iters * m.batch_tokens))[i] for i in used] for m in rows]
+        fit = _solve(feats, targets) if len(rows) >= len(used) else None
+        if fit is not None:
+            break
+    coef = dict.fromkeys((0, 1, 2), 0.0) | dict(zip(used, fit or [0.0] * len(used)))
+    seconds = (coef[0] + iters * (coef[1] + coef[2] * batch_tokens)) * layer_b
+    ref = max(rows, key=lambda m: m.batch_tokens)
+    fits = ", ".join(f"{m.seconds_per_layer} s at {m.iters} iters of {m.batch_tokens} tokens" for m in rows)
     return seconds, (
-        f"per layer of {hi.layer_params_b}B and iteration {fixed * hi.layer_params_b * 1000:.0f} ms + "
-        f"{per_token * hi.layer_params_b * 1e6:.3f} ms per 1,000 tokens (fitted to {hi.seconds_per_layer} s at "
-        f"{hi.batch_tokens} tokens and {lo.seconds_per_layer} s at {lo.batch_tokens}, {hi.iters} iters{where}) scaled"
+        f"per layer of {ref.layer_params_b}B {coef[0] * ref.layer_params_b:.2f} s + per iteration "
+        f"{coef[1] * ref.layer_params_b * 1000:.0f} ms + {coef[2] * ref.layer_params_b * 1e6:.3f} ms per 1,000 tokens "
+        f"(fitted to {fits}{where}) scaled"
     )
 
 

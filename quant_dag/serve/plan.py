@@ -7,11 +7,12 @@ served here is reported with the reason, and the rest of the study goes on.
 from __future__ import annotations
 
 import subprocess
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quant_dag.checkpoint.layout import read_config
+from quant_dag.checkpoint.layout import Layout, LayoutError, read_config, read_layout
 from quant_dag.gpu import Gpu
 
 
@@ -95,13 +96,16 @@ GPU_MEASURED: dict[tuple[str, str], str] = {
     ("bf16", "dense"): "served a Qwen3-8B shape and the tiny Qwen3.5 (GDN prefill on Triton/FLA); smoke answers right",
     ("bf16", "moe"): "served the tiny Qwen3.5-MoE (GDN prefill on Triton/FLA, experts on the TRITON MoE backend); "
     "smoke answers right",
-    ("int4-weight-only", "dense"): "served AutoRound W4A16 of a Qwen3-8B shape (10,192 output tok/s, 128 at once) "
-    "and of the tiny Qwen3.5 (MarlinLinearKernel, KL 0.0005 nats/token vs bf16)",
+    ("int4-weight-only", "dense"): "served AutoRound W4A16 of a Qwen3-8B shape (10,192 output tok/s, 128 at once), "
+    "of the tiny Qwen3.5 (MarlinLinearKernel, KL 0.0005 nats/token vs bf16) and of the Qwen3.5-9B shape (8 layers, "
+    "random weights; MarlinLinearKernel, KL 0.022)",
     ("int4-weight-only", "moe"): "served AutoRound W4A16 of the tiny Qwen3.5-MoE, shared expert kept 16-bit "
     "(experts on the MARLIN WNA16 MoE backend, KL 0.0007 nats/token vs bf16)",
     ("nvfp4", "dense"): "served NVFP4 (llm_compressor) of the tiny Qwen3.5 with linear attention quantized: "
     "MarlinNvFp4LinearKernel (weight-only FP4, Hopper has no FP4 math), KL 0.003 nats/token vs bf16 (H200), 0.0025 "
-    "(H100)",
+    "(H100); with linear attention kept 16-bit KL 0.0002; the Qwen3.5-9B shape (8 layers, random weights) KL 0.026",
+    ("fp8", "dense"): "served FP8_STATIC (per-channel weights, static per-tensor activations) of the Qwen3.5-9B "
+    "shape (8 layers, random weights): CutlassFP8ScaledMMLinearKernel, KL 0.009 nats/token vs bf16",
     ("fp8", "moe"): "served FP8_STATIC with per-tensor weights (group_size 0) of the tiny Qwen3.5-MoE, experts on "
     "the TRITON FP8 MoE backend (--moe-backend triton, which device_flags adds; FlashInfer's CUTLASS experts, vLLM's "
     "own choice, stalled a start for 7 minutes building their kernel), dense layers on "
@@ -138,11 +142,53 @@ def _gpu_refusal(fmt: WeightFormat, arch: str) -> str | None:
     )
 
 
-def _gpu_servability(config: dict) -> Servability:
+# vLLM 0.26's Qwen3.5 (qwen3_5.py packed_modules_mapping): these checkpoint Linears are loaded into one GEMM each
+VLLM_PACKED = {
+    "q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj",
+    "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj",
+    "in_proj_qkv": "in_proj_qkvz", "in_proj_z": "in_proj_qkvz",
+    "in_proj_b": "in_proj_ba", "in_proj_a": "in_proj_ba",
+}  # fmt: skip
+
+
+def vllm_gemm_widths(layout: Layout) -> dict[str, int]:
+    """Output width of each quantized dense GEMM as vLLM builds it (packed projections summed), experts aside."""
+    widths: dict[str, int] = defaultdict(int)
+    for lin in layout.linears:
+        if lin.quantized and lin.out_features and lin.family != "experts":
+            parent, _, leaf = lin.name.rpartition(".")
+            widths[f"{parent}.{VLLM_PACKED.get(leaf, leaf)}"] += lin.out_features
+    return dict(widths)
+
+
+def _fp8_padding_refusal(fmt: WeightFormat, checkpoint: Path) -> str | None:
+    """vLLM 0.26.0's CUTLASS FP8 linear kernel on Hopper pads a GEMM whose output width is not a multiple of 16;
+    with per-channel weight scales its padding sets the weight's loader twice and the engine stops while loading
+    ('Overwriting existing tensor attribute: weight_loader', scaled_mm/cutlass.py). Seen on an H100 with FP8_STATIC
+    of the tiny Qwen3.5, whose in_proj_ba is 8 wide; the 9B shape's (64) served. Real Qwen3.5 widths are multiples
+    of 16; per-tensor weight scales skip that code."""
+    if not (fmt.method == "compressed-tensors" and _is_fp8(fmt) and fmt.weight_strategy == "channel"):
+        return None
+    try:
+        layout = read_layout(checkpoint)
+    except LayoutError:
+        return None  # no weights to read (a config-only folder): vLLM is tried
+    odd = sorted(f"{name} ({w})" for name, w in vllm_gemm_widths(layout).items() if w % 16)
+    if not odd:
+        return None
+    return (
+        f"vLLM 0.26.0's CUTLASS FP8 kernel fails on per-channel weight scales of a GEMM whose output width is not a "
+        f"multiple of 16 (seen on an H100: 'Overwriting existing tensor attribute: weight_loader' while loading); "
+        f"here {len(odd)} such GEMM(s), e.g. {', '.join(odd[:3])}. Per-tensor weights (FP8_STATIC with "
+        "group_size 0; by vLLM's code, not yet served on a dense model here) or those layers kept 16-bit avoid it"
+    )
+
+
+def _gpu_servability(config: dict, checkpoint: Path) -> Servability:
     fmt = weight_format(config)
     name = _format_name(fmt)
     arch = "moe" if is_moe(config) else "dense"
-    refused = _gpu_refusal(fmt, arch)
+    refused = _gpu_refusal(fmt, arch) or _fp8_padding_refusal(fmt, checkpoint)
     if refused:
         return Servability(False, refused)
     seen = GPU_MEASURED.get((name, arch))
@@ -192,7 +238,7 @@ def servable_on(device: str, checkpoint: Path, python: str) -> Servability:
     reason."""
     config = read_config(checkpoint)
     if device != "cpu":
-        return _gpu_servability(config)
+        return _gpu_servability(config, checkpoint)
     fmt = weight_format(config)
     method = fmt.method
     model_type = str(config.get("model_type", ""))

@@ -221,33 +221,37 @@ def test_kill_9_of_the_step_leaves_no_orphan_and_no_complete_looking_output(tiny
     assert not list(tmp_path.glob(".tmp-out-*")) and (out / "x").read_text() == "y"
 
 
-def test_fp8_experts_vllm_refuses_are_told_apart_from_those_it_takes(tmp_path):
-    """AutoRound's FP8_STATIC of the tiny Qwen3.5-MoE, exported for real: per-channel weights with static
-    per-tensor activations (vLLM 0.26 refused those experts on an H100) are reported not servable on CUDA; the same
-    with per-tensor weights (group_size 0), which vLLM's FP8 MoE method takes, passes the same checks and is tried."""
+def test_fp8_layouts_vllm_refuses_on_the_gpu_are_told_apart_from_those_it_takes(tmp_path):
+    """AutoRound's FP8_STATIC of the tiny Qwen3.5-MoE and dense, exported for real. Per-channel weights with static
+    per-tensor activations: vLLM 0.26 refused the MoE's experts on an H100, and crashed loading the dense model's
+    in_proj_ba (8 wide: its CUTLASS kernel pads it and cannot pad per-channel scales); both are reported not
+    servable on CUDA. The same with per-tensor weights (group_size 0) passes the same checks and is tried."""
     from quant_dag.checkpoint import tiny_qwen35
     from quant_dag.serve.plan import servable_on
 
-    base = tmp_path / "moe"
-    tiny_qwen35.build(base, moe=True, steps=0)  # untrained: the export's layout is what matters here
-    for group_size, taken in ((-1, False), (0, True)):
-        recipe = Recipe(
-            name="r", scheme="FP8_STATIC", format="llm_compressor", preset="rtn", group_size=group_size,
-            nsamples=8, seqlen=256, batch_size=8,
-        ).resolved()  # fmt: skip
-        res = quantize(
-            base=base,
-            output=tmp_path / f"out{group_size}",
-            recipe=recipe,
-            calibration=str(CALIB),
-            device="cpu",
-            workdir=tmp_path / f"work{group_size}",
-            on_log=lambda s: None,
-        )
-        assert check_config_agrees(res.path, Expectation("FP8_STATIC", group_size=group_size)).passed
-        experts = [lin for lin in res.layout.linears if lin.family == "experts"]
-        assert experts and all(lin.quantized for lin in experts)
-        verdict = servable_on("cuda", res.path, sys.executable)
-        assert verdict.servable is taken, verdict.reason
-        if not taken:
-            assert "per-channel weights with static per-tensor activations" in verdict.reason
+    refusals = {"moe": "per-channel weights with static per-tensor activations", "dense": "in_proj_ba (8)"}
+    for arch, refusal in refusals.items():
+        base = tmp_path / arch
+        tiny_qwen35.build(base, moe=arch == "moe", steps=0)  # untrained: the export's layout is what matters here
+        for group_size, taken in ((-1, False), (0, True)):
+            recipe = Recipe(
+                name="r", scheme="FP8_STATIC", format="llm_compressor", preset="rtn", group_size=group_size,
+                nsamples=8, seqlen=256, batch_size=8,
+            ).resolved()  # fmt: skip
+            res = quantize(
+                base=base,
+                output=tmp_path / f"{arch}{group_size}",
+                recipe=recipe,
+                calibration=str(CALIB),
+                device="cpu",
+                workdir=tmp_path / f"work-{arch}{group_size}",
+                on_log=lambda s: None,
+            )
+            assert check_config_agrees(res.path, Expectation("FP8_STATIC", group_size=group_size)).passed
+            family = "experts" if arch == "moe" else "linear_attn"
+            quantized = [lin for lin in res.layout.linears if lin.family == family]
+            assert quantized and all(lin.quantized for lin in quantized)
+            verdict = servable_on("cuda", res.path, sys.executable)
+            assert verdict.servable is taken, verdict.reason
+            if not taken:
+                assert refusal in verdict.reason

@@ -273,7 +273,10 @@ def test_gpu_servability_names_what_was_measured_and_what_was_not(tmp_path):
     assert w4.servable and "W4A16" in w4.reason
     moe_w4 = on_gpu("moe", "qwen3_5_moe", autoround_config())
     assert moe_w4.servable and "MARLIN WNA16 MoE backend" in moe_w4.reason
-    assert "fp8 dense not yet served" in on_gpu("fp8", "qwen3_5", {"quant_method": "fp8"}).reason
+    fp8 = on_gpu("fp8", "qwen3_5", {"quant_method": "fp8"})
+    assert fp8.servable and "CutlassFP8ScaledMMLinearKernel" in fp8.reason
+    w8a8 = on_gpu("w8a8", "qwen3", {**autoround_config(bits=8), "act_bits": 8})
+    assert w8a8.servable and "int8-w8a8 dense not yet served" in w8a8.reason
 
 
 def fp8_config(weights: str, activations: str | None, dynamic: bool = False) -> dict:
@@ -316,6 +319,30 @@ def test_fp8_experts_vllm_refused_on_the_gpu_are_not_served(tmp_path):
     assert on_gpu("dense", "qwen3_5", fp8_config("channel", "tensor")).servable
     # FP8 weight-only experts are another vLLM method
     assert on_gpu("w8a16", "qwen3_5_moe", fp8_config("channel", None)).servable
+
+
+def test_fp8_per_channel_gemms_vllm_would_pad_are_refused_on_the_gpu(tmp_path):
+    """vLLM 0.26's CUTLASS FP8 kernel crashed loading per-channel scales of a GEMM not 16 wide (the tiny Qwen3.5's
+    in_proj_ba: in_proj_b + in_proj_a, 4 + 4). Widths are summed as vLLM packs them, so two 8-wide halves pass."""
+    import sys
+
+    from quant_dag.serve.plan import servable_on
+    from tests.support.ckpt import HIDDEN, fp8_tensors, quantized_tensors, write_checkpoint
+
+    def on_gpu(name: str, head_outputs: int, weights: str = "channel"):
+        tensors = quantized_tensors(fp8_tensors)
+        for proj in ("in_proj_b", "in_proj_a"):
+            tensors.update(fp8_tensors(f"model.layers.0.linear_attn.{proj}", HIDDEN, head_outputs))
+        if weights == "tensor":
+            tensors = {k: ("F32", (1,)) if k.endswith("weight_scale") else v for k, v in tensors.items()}
+        ckpt = write_checkpoint(tmp_path / name, tensors, fp8_config(weights, "tensor"))
+        return servable_on("cuda", ckpt, sys.executable)
+
+    odd = on_gpu("odd", 4)
+    assert not odd.servable
+    assert "model.layers.0.linear_attn.in_proj_ba (8)" in odd.reason and "group_size 0" in odd.reason
+    assert on_gpu("even", 8).servable  # 8 + 8: one 16-wide GEMM, nothing padded
+    assert on_gpu("per-tensor", 4, weights="tensor").servable  # one scale: the padding leaves it alone
 
 
 def test_linear_attention_models_get_the_triton_gdn_prefill_on_gpu():

@@ -112,9 +112,8 @@ def test_quantization_time_from_the_tuning_measurement_or_the_last_build(tmp_pat
     assert built[("qwen3.5-9b", "base")].quantize_s is None  # bases and releases are not built here
     assert built[("qwen3.5-27b", "official-fp8-27b")].quantize_s is None
     best = built[("qwen3.5-9b", "int4-best")]  # best: 1000 iterations of 8 x 2048 tokens, 20x light's 50
-    m = TUNING_MEASURED[0]
     layer_b = (9 - 248320 * 4096 * 2 / 1e9) / 32  # untied embeddings and lm_head left out of the decoder layers
-    expected = QUANTIZE_OVERHEAD_S + 32 * m.seconds_per_layer * (layer_b / m.layer_params_b) * 1000 / m.iters
+    expected = QUANTIZE_OVERHEAD_S + 32 * tuning_seconds_per_layer("H100", layer_b, 1000, 8 * 2048)[0]
     assert best.quantize_s == pytest.approx(expected) and "measured on H100" in best.quantize_source
     assert plan.quantize_gpu_hours() > 0 and plan.total_gpu_hours() > plan.quantize_gpu_hours()
     # a variant built before: the worker's own record of the time wins
@@ -279,15 +278,27 @@ def test_a_variant_the_gpu_refuses_is_planned_without_a_server(tmp_path):
     assert served[1:] == [typical_start("H100", moe=True, eager=True, warm=True)[0]] * (len(served) - 1)
 
 
-def test_tuning_time_has_a_fixed_cost_per_iteration(monkeypatch):
-    """The 9B shape's light W4A16 at 2,048 tokens per iteration took 3.86 s per layer on the H100 where the
-    16,384-token row scaled linearly said 1.55 s: the plan fits a fixed part per iteration and a part per token."""
+def test_tuning_time_has_a_part_per_layer_per_iteration_and_per_token(monkeypatch):
+    """On the H100 the 9B shape's light W4A16 at 2,048 tokens per iteration took 3.86 s per layer where the
+    16,384-token row scaled linearly said 1.55 s (a fixed part per iteration), and the default preset's 200
+    iterations took 8.84 s, not 4 x 3.86 (a part per layer): the plan fits the three parts to the three runs."""
     from quant_dag import planning
 
-    hi, lo = TUNING_MEASURED
-    assert tuning_seconds_per_layer("H100", hi.layer_params_b, 50, hi.batch_tokens)[0] == pytest.approx(12.4)
-    assert tuning_seconds_per_layer("H100", lo.layer_params_b, 50, lo.batch_tokens)[0] == pytest.approx(3.86)
-    half, _ = tuning_seconds_per_layer("H100", hi.layer_params_b / 2, 100, 0)  # the fixed part alone, scaled
-    assert half == pytest.approx(3.86 - (12.4 - 3.86) / (16384 - 2048) * 2048)
-    monkeypatch.setattr(planning, "TUNING_MEASURED", (hi,))  # one measurement: proportional to the tokens
+    for m in TUNING_MEASURED:  # each measurement is reproduced
+        assert tuning_seconds_per_layer("H100", m.layer_params_b, m.iters, m.batch_tokens)[0] == pytest.approx(
+            m.seconds_per_layer
+        )
+    light, default = (next(m for m in TUNING_MEASURED if m.iters == i and m.batch_tokens == 2048) for i in (50, 200))
+    per_iter = (default.seconds_per_layer - light.seconds_per_layer) / (default.iters - light.iters)
+    per_layer = light.seconds_per_layer - light.iters * per_iter
+    assert tuning_seconds_per_layer("H100", light.layer_params_b, 0, 2048)[0] == pytest.approx(per_layer)
+    half, _ = tuning_seconds_per_layer("H100", light.layer_params_b / 2, 1000, 2048)  # scaled by the layer's size
+    assert half == pytest.approx((per_layer + 1000 * per_iter) / 2)
+    hi, lo = TUNING_MEASURED[:2]
+    monkeypatch.setattr(planning, "TUNING_MEASURED", (hi, lo))  # both at 50 iterations: no part per layer
+    assert tuning_seconds_per_layer("H100", hi.layer_params_b, 100, 0)[0] == pytest.approx(
+        2 * (3.86 - (12.4 - 3.86) / (16384 - 2048) * 2048)
+    )
+    monkeypatch.setattr(planning, "TUNING_MEASURED", (hi,))  # one measurement: proportional to iterations and tokens
     assert tuning_seconds_per_layer("H100", hi.layer_params_b, 50, 2048)[0] == pytest.approx(12.4 / 8)
+    assert tuning_seconds_per_layer("H100", hi.layer_params_b, 100, 2048)[0] == pytest.approx(12.4 / 4)

@@ -128,6 +128,17 @@ def test_parse_startup_facts_from_a_real_qwen35_9b_shaped_start():
     assert q9b["kv_cache_tokens"] == 8244627.0
 
 
+def test_parse_startup_facts_from_real_qwen35_9b_shaped_eager_starts_in_the_dagster_study():
+    # gpu-smoke-9b through Dagster on an H100, 2026-12-06, after gpu-smoke-dense in the same session: the bf16
+    # base built the 9B shape's Gated DeltaNet kernels (engine init 76 s); FP8 found them (under 3 s)
+    base = parse_startup((GPU_LOGS / "h100-vllm0.26-qwen3.5-9b-shape-8l__base-eager.log").read_text())
+    fp8 = parse_startup((GPU_LOGS / "h100-vllm0.26-qwen3.5-9b-shape-8l__fp8-static-eager.log").read_text())
+    assert (base["weights_gib"], base["init_engine_s"], base["quantization"]) == (3.38, 75.83, "None")
+    assert (fp8["weights_gib"], fp8["init_engine_s"]) == (1.8, 2.68)
+    assert (fp8["quantization"], fp8["linear_kernel"]) == ("compressed-tensors", "CutlassFP8ScaledMMLinearKernel")
+    assert fp8["kv_cache_tokens"] == 8413432.0 and "compile_s" not in fp8
+
+
 def test_a_starting_server_says_which_stage_it_is_in():
     unfinished = (GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5-moe__fp8-static-per-tensor-eager-unfinished.log").read_text()
     assert start_phase(unfinished).startswith("first profiling run")
@@ -171,6 +182,12 @@ def test_a_failed_start_names_the_engines_error_not_the_api_servers():
         "assert self.weight_quant.strategy == QuantizationStrategy.BLOCK"
     )
     assert engine_error((GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5__w4a16.log").read_text()) is None
+    # FP8_STATIC of the tiny dense Qwen3.5: CUTLASS FP8 padding the 8-wide in_proj_ba (serve.plan refuses it now)
+    dense = (GPU_LOGS / "h100-vllm0.26-tiny-qwen3.5__fp8-static-failed.log").read_text()
+    assert engine_error(dense).startswith(
+        "AssertionError: Overwriting existing tensor attribute: weight_loader at utils.py:29 in set_weight_attrs"
+    )
+    assert parse_startup(dense)["linear_kernel"] == "CutlassFP8ScaledMMLinearKernel"
     one_line = "(EngineCore_DP0 pid=7) ERROR 01-02 03:04:05 [core.py:9] Traceback (most recent call last):\n" + (
         "(EngineCore_DP0 pid=7) ERROR 01-02 03:04:05 [core.py:9] ValueError: no kernel for this layer\n"
     )
