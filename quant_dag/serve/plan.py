@@ -165,9 +165,10 @@ def _fp8_padding_refusal(fmt: WeightFormat, checkpoint: Path) -> str | None:
     """vLLM 0.26.0's CUTLASS FP8 linear kernel on Hopper pads a GEMM whose output width is not a multiple of 16;
     with per-channel weight scales its padding sets the weight's loader twice and the engine stops while loading
     ('Overwriting existing tensor attribute: weight_loader', scaled_mm/cutlass.py). Seen on an H100 with FP8_STATIC
-    of the tiny Qwen3.5, whose in_proj_ba is 8 wide; the 9B shape's (64) served. Real Qwen3.5 widths are multiples
-    of 16; per-tensor weight scales skip that code. Widths are checked unsharded: tensor parallelism divides them
-    (Qwen3.5-0.8B's in_proj_ba, 32, would be 8 per GPU at TP 4), which this check, made before the TP plan, misses."""
+    of the tiny Qwen3.5, whose in_proj_ba is 8 wide; the 9B shape's (64) served. The shipped 9B and 35B-A3B configs
+    give widths that are multiples of 16; per-tensor weight scales skip that code. Widths are checked unsharded:
+    tensor parallelism divides them (a 16-wide GEMM is 8 per GPU at TP 2), which this check, made before the TP
+    plan, misses."""
     if not (fmt.method == "compressed-tensors" and _is_fp8(fmt) and fmt.weight_strategy == "channel"):
         return None
     try:
