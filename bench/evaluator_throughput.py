@@ -17,6 +17,7 @@ request phase only. Prints one JSON line per run and the ratio.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -147,11 +148,16 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", default="local-cpu")
+    # TP 2 against 2 replicas of TP 1 on the same GPUs: the planner's choice for a model that fits one GPU
+    ap.add_argument("--tensor-parallel", type=int, default=None, help="vLLM's tensor_parallel_size (default: profile)")
+    ap.add_argument("--data-parallel", type=int, default=None, help="vLLM's data_parallel_size (default: profile)")
     args = ap.parse_args()
     rows: dict[str, list[float]] = {"vllm bench serve": [], "quant_dag evaluator": []}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         options = ServeOptions.from_profile(load_profile(args.profile).serve, tmp / "cache")
+        parallel = {"tensor_parallel_size": args.tensor_parallel, "data_parallel_size": args.data_parallel}
+        options = dataclasses.replace(options, **{k: v for k, v in parallel.items() if v is not None})
         with VllmServer(args.checkpoint, options, tmp / "vllm.log") as srv:
             warm = argparse.Namespace(**{**vars(args), "prompts": 8})
             run_vllm_bench(srv, bench_argv(srv, args.checkpoint, warm, args.seed + 1000))  # warm-up
@@ -169,7 +175,7 @@ def main() -> int:
     print(
         f"\noutput tok/s (median of {args.rounds}): vllm bench serve {vllm:.1f}, quant_dag evaluator {ours:.1f}; "
         f"ratio {ours / vllm:.3f}  ({args.prompts} prompts, {args.input_len} in / {args.output_len} out, "
-        f"concurrency {args.concurrency})"
+        f"concurrency {args.concurrency}, TP {options.tensor_parallel_size} x DP {options.data_parallel_size})"
     )
     return 0
 

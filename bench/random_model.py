@@ -1,7 +1,7 @@
 """A random-weight model in a real model's shape, built on the GPU in seconds, for serving benchmarks where only the
 shape matters (throughput, memory, start time); its answers are noise.
 
-    python -m bench.random_model DEST [--shape qwen3-8b|qwen3.5-9b] [--layers N] [--device cuda]
+    python -m bench.random_model DEST [--shape qwen3-8b|qwen3.5-9b|qwen3.5-27b] [--layers N] [--device cuda]
 
 The shapes are quant_dag.checkpoint.random_shape's, which the catalog's `random` source builds too (on the CPU).
 """

@@ -56,14 +56,14 @@ class DemoSource(_Strict):
 
 
 # The shapes a `random` source can take (quant_dag/checkpoint/random_shape.py builds them) and their decoder layers.
-SHAPE_LAYERS = {"qwen3-8b": 36, "qwen3.5-9b": 32}
+SHAPE_LAYERS = {"qwen3-8b": 36, "qwen3.5-9b": 32, "qwen3.5-27b": 64}
 
 
 class RandomSource(_Strict):
     """A real checkpoint's shape with random weights (quant_dag/checkpoint/random_shape.py), optionally cut to its
     first `layers` decoder layers: for throughput, memory and start times; its answers are noise (pace only)."""
 
-    random: Literal["qwen3-8b", "qwen3.5-9b"]
+    random: Literal["qwen3-8b", "qwen3.5-9b", "qwen3.5-27b"]
     layers: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")

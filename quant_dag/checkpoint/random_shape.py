@@ -8,6 +8,9 @@ memory, the kernels vLLM picks. Their answers are noise (a study treats such a m
 - qwen3.5-9b: Qwen/Qwen3.5-9B's own config.json (shipped in quant_dag/data/qwen3.5: hybrid Gated DeltaNet with
   gated attention every fourth layer, the 27-block vision tower), saved as the real checkpoint is laid out with
   the processor files AutoRound and vLLM look for.
+- qwen3.5-27b: Qwen/Qwen3.5-27B's shape: the 9B's config.json with the 27B's sizes (hidden 5120, 64 layers,
+  24 query and 4 KV heads, 48 linear-attention value heads, the vision tower projecting to 5120), as several public
+  repositories that build it give them; not its own file, which is out of reach offline.
 - qwen3-8b: Qwen/Qwen3-8B's shape (dense, full attention), the fields of its config.json that set it.
 
 Either may be cut to its first `layers` decoder layers. The tokenizer is the demo's (2,048 tokens, Qwen's chat
@@ -32,6 +35,12 @@ QWEN3_8B = {
     "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 40960, "rope_theta": 1_000_000.0,
     "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"],
 }  # fmt: skip
+# Qwen/Qwen3.5-27B's sizes where they differ from the 9B's (the rest of its config is the same family's)
+QWEN35_27B_TEXT = {
+    "hidden_size": 5120, "intermediate_size": 17408, "num_hidden_layers": 64, "num_attention_heads": 24,
+    "num_key_value_heads": 4, "head_dim": 256, "linear_num_key_heads": 16, "linear_num_value_heads": 48,
+    "layer_types": ["linear_attention"] * 3 + ["full_attention"],  # x 16: a full-attention layer every fourth
+}  # fmt: skip
 SHAPES = tuple(SHAPE_LAYERS)
 VOCAB_SIZE = 2048  # the demo tokenizer's (tiny_qwen35.train_tokenizer)
 
@@ -39,9 +48,12 @@ VOCAB_SIZE = 2048  # the demo tokenizer's (tiny_qwen35.train_tokenizer)
 def shape_config(shape: str, layers: int | None = None) -> dict:
     """The stand-in's config.json before its token ids are set: the real checkpoint's (or its shape-setting
     fields), the decoder cut to the first `layers` layers (all of them if None), the demo tokenizer's vocabulary."""
-    if shape == "qwen3.5-9b":
+    if shape in ("qwen3.5-9b", "qwen3.5-27b"):
         config = json.loads(QWEN35_9B_CONFIG.read_text())
         text = config["text_config"]
+        if shape == "qwen3.5-27b":
+            text.update(QWEN35_27B_TEXT, layer_types=QWEN35_27B_TEXT["layer_types"] * 16)
+            config["vision_config"]["out_hidden_size"] = text["hidden_size"]
     elif shape == "qwen3-8b":
         config = text = dict(QWEN3_8B)
     else:
@@ -99,7 +111,7 @@ def build(dest: Path, shape: str = "qwen3.5-9b", layers: int | None = None, devi
     model.save_pretrained(dest)
     tok.save_pretrained(dest)
     GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(dest)
-    if shape == "qwen3.5-9b":  # a vision-language checkpoint: AutoRound and vLLM look for its processor
+    if shape != "qwen3-8b":  # a vision-language checkpoint: AutoRound and vLLM look for its processor
         for name in PROCESSOR_FILES:
             shutil.copyfile(QWEN35_FILES / name, dest / name)
     facts = {

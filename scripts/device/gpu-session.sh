@@ -21,6 +21,9 @@
 #   q9b-default (on request) AutoRound's default preset on a 4-layer 9B shape: its time per layer beside light's
 #   study9b     (on request) `quant-dag run gpu-smoke-9b`: the 9B shape (random weights, 8 layers) as a model of the
 #               Dagster study, built by its checkpoint step, quantized on CUDA, served and benchmarked pace only
+#   pair        (on request, two GPUs of one host) `quant-dag run gpu-pair --profile gpu-pair` with the pool `gpu`
+#               at 2: the 27B shape in bf16 on TP 2, two 9B-shaped variants side by side, one GPU each; then the
+#               evaluator's throughput on a Qwen3-8B shape on TP 1 (one GPU), TP 2 and 2 x TP 1 (data parallel)
 set -uo pipefail
 RUN=${1:?RUN_DIR}; shift
 STEPS=${*:-study q9b}  # throughput on request: measured 2026-12-05 (README), 11 minutes of device time
@@ -97,6 +100,21 @@ for step in $STEPS; do
       python3 -m quant_dag.cli.main run gpu-smoke-9b --profile "$p" > "$RUN/study-gpu-smoke-9b.log" 2>&1
       rc=$?
       python3 -m quant_dag.cli.main plan gpu-smoke-9b --profile "$p" --check > "$RUN/plan-after-9b.txt" 2>&1 ;;
+    pair)
+      python3 -m quant_dag.cli.main plan gpu-pair --profile gpu-pair > "$RUN/plan-before-pair.txt" 2>&1
+      mkdir -p "$QUANT_DAG_HOME/dagster"
+      DAGSTER_HOME=$QUANT_DAG_HOME/dagster python3 -m dagster instance concurrency set gpu 2 > "$RUN/pool.log" 2>&1
+      python3 -m quant_dag.cli.main run gpu-pair --profile gpu-pair > "$RUN/study-gpu-pair.log" 2>&1
+      rc=$?
+      python3 -m quant_dag.cli.main plan gpu-pair --profile gpu-pair --check > "$RUN/plan-after-pair.txt" 2>&1
+      [ -f /root/m8b/config.json ] || python3 -m bench.random_model /root/m8b > "$RUN/random_model.log" 2>&1
+      # 128 requests at once per GPU, as the one-GPU measurement (2026-12-05)
+      for par in "1 1 128" "2 1 256" "1 2 256"; do
+        set -- $par
+        python3 -m bench.evaluator_throughput /root/m8b --prompts $(( $3 * 3 )) --input-len 512 --output-len 1024 \
+          --concurrency "$3" --rounds 2 --profile gpu-node --tensor-parallel "$1" --data-parallel "$2" \
+          > "$RUN/throughput-tp$1-dp$2.log" 2>&1 || rc=1
+      done ;;
     *) echo "unknown step $step" >> "$RUN/progress"; rc=2 ;;
   esac
   note "end $step rc=$rc"

@@ -133,8 +133,8 @@ def recipe(**fields: object) -> str:
         ),
         (GOOD.replace("{demo: tiny-qwen3.5}", "{demo: llama-7b}"), "model 'm': source.demo.demo: Input should be"),
         (
-            GOOD.replace("{demo: tiny-qwen3.5}", "{random: qwen3.5-27b}"),
-            "model 'm': source.random.random: Input should be 'qwen3-8b' or 'qwen3.5-9b'",
+            GOOD.replace("{demo: tiny-qwen3.5}", "{random: qwen3.5-122b}"),
+            "model 'm': source.random.random: Input should be 'qwen3-8b', 'qwen3.5-9b' or 'qwen3.5-27b'",
         ),
         (
             GOOD.replace("{demo: tiny-qwen3.5}", "{random: qwen3.5-9b, layers: 40}"),

@@ -12,7 +12,7 @@ import dagster as dg
 from quant_dag.catalog.load import load_catalog
 from quant_dag.catalog.schema import SHAPE_LAYERS
 from quant_dag.checkpoint.locate import checkpoint_id, describe_source, resolved_source
-from quant_dag.checkpoint.random_shape import VOCAB_SIZE, shape_config
+from quant_dag.checkpoint.random_shape import QWEN35_27B_TEXT, VOCAB_SIZE, shape_config
 from quant_dag.defs.served import _benchmark_checks, _results, endpoint_failures
 from quant_dag.evaluate.types import BenchmarkSummary, Builds
 from quant_dag.home import DATA
@@ -55,6 +55,37 @@ def test_a_random_source_is_pace_only_and_planned_from_the_shapes_config(tmp_pat
     assert {k: text[k] for k in same} == {k: real_text[k] for k in same}
     assert config["vision_config"] == real["vision_config"]
     assert shape_config("qwen3.5-9b")["text_config"]["num_hidden_layers"] == 32
+
+
+def test_the_27b_shape_is_the_9b_config_with_the_27b_sizes():
+    nine, big = shape_config("qwen3.5-9b"), shape_config("qwen3.5-27b")
+    text = big["text_config"]
+    assert (text["hidden_size"], text["num_hidden_layers"], text["linear_num_value_heads"]) == (5120, 64, 48)
+    assert text["layer_types"] == (["linear_attention"] * 3 + ["full_attention"]) * 16
+    assert big["vision_config"]["out_hidden_size"] == 5120  # the vision tower projects into the wider model
+    sized = set(QWEN35_27B_TEXT) | {"vocab_size"}
+    assert {k: v for k, v in text.items() if k not in sized} == {
+        k: v for k, v in nine["text_config"].items() if k not in sized
+    }
+    assert {**big["vision_config"], "out_hidden_size": 4096} == nine["vision_config"]
+    assert shape_config("qwen3.5-9b")["text_config"]["hidden_size"] == 4096  # the shipped file is left as it was
+
+
+def test_the_27b_shape_builds_as_a_27b_model_with_a_2k_vocabulary():
+    """transformers takes the config (on the meta device: no memory): Qwen3.5-27B's parameters, less what the 2k
+    vocabulary saves on the embeddings and lm_head (248,320 - 2,048 rows of 5,120, twice), with catalog's params_b."""
+    import torch
+
+    from quant_dag.checkpoint.random_shape import _model
+    from quant_dag.checkpoint.tiny_qwen35 import train_tokenizer
+
+    with torch.device("meta"):
+        model = _model("qwen3.5-27b", shape_config("qwen3.5-27b"), train_tokenizer(VOCAB_SIZE))
+    params = sum(p.numel() for p in model.parameters())
+    real = params + 2 * (248320 - VOCAB_SIZE) * 5120
+    assert 26.5e9 < real < 28e9  # "27B"
+    cat = load_catalog(Path(__file__).parents[2] / "assets")
+    assert cat.models["qwen3.5-27b-shape"].params_b == round(params / 1e9, 1)
 
 
 def test_noise_from_random_weights_does_not_keep_benchmarks_away_but_drift_from_the_base_does():

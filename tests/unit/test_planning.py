@@ -83,6 +83,19 @@ def test_the_seed_study_is_planned_before_any_download(tmp_path):
     assert by_suite["aime25"] > 0 and plan.total_gpu_hours() > sum(by_suite.values())  # + the server starts
 
 
+@pytest.mark.parametrize("device", ["H100", "H200"])
+def test_the_two_gpu_study_gives_the_27b_shape_two_gpus_and_each_9b_variant_one(device, tmp_path):
+    """gpu-pair (assets/gpu-pair.yaml, resources/gpu-pair.yaml): the 27B shape's bf16 weights and the KV cache of
+    38 sequences of 32k tokens do not fit one GPU's usable memory on either card, and fit two."""
+    cat = load_catalog(REPO / "assets")
+    plan = plan_study(cat, ProjectHome(tmp_path), load_profile("gpu-pair"), "gpu-pair", device)
+    tp = {(v.model, v.variant): (v.parallel.tensor_parallel, v.parallel.data_parallel) for v in plan.variants}
+    assert tp.pop(("qwen3.5-27b-shape", "base")) == (2, 1)
+    assert set(tp.values()) == {(1, 1)} and len(tp) == 3  # the 9B shape: base and two variants, one GPU each
+    big = next(v for v in plan.variants if v.model == "qwen3.5-27b-shape")
+    assert big.kv_bytes == 38 * 32768 * 16 * 2 * 4 * 256 * 2  # 16 full-attention layers, 4 KV heads of 256
+
+
 def test_earlier_records_and_measured_throughput_win(tmp_path):
     root = tmp_path / "catalog"
     root.mkdir()
